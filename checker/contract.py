@@ -1,0 +1,78 @@
+"""The artifact contract's JSON Schemas, shipped in `checker/schemas/`, and schema validation
+that reports each problem as `file: field: expected …, found …`."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+MAX_SCHEMA_MESSAGES = 8
+
+
+@cache
+def schema(name: str) -> dict:
+    """The JSON Schema `checker/schemas/<name>.schema.json`."""
+    text = resources.files("checker").joinpath("schemas", f"{name}.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(schema(name))
+
+
+def _field(path) -> str:  # noqa: ANN001 - a deque of keys and indexes
+    parts = []
+    for part in path:
+        parts.append(f"[{part}]" if isinstance(part, int) else f".{part}" if parts else str(part))
+    return "".join(parts) or "(top level)"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def schema_problems(name: str, document: Any, file: str) -> list[str]:
+    """Messages for every way `document` breaks schema `name` (at most a few, most shallow first)."""
+    errors = sorted(
+        _validator(name).iter_errors(document), key=lambda e: (len(e.path), list(map(str, e.path)))
+    )
+    messages = []
+    for error in errors[:MAX_SCHEMA_MESSAGES]:
+        where = _field(error.absolute_path)
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else error.message
+            prefix = f"{where}." if error.absolute_path else ""
+            messages.append(f"{file}: {prefix}{missing}: expected this field, found it missing")
+        elif error.validator == "additionalProperties" and error.validator_value is False:
+            messages.append(
+                f"{file}: {where}: expected only the documented fields, found {error.message}"
+            )
+        else:
+            expected = _expected(error)
+            messages.append(f"{file}: {where}: expected {expected}, found {_short(error.instance)}")
+    if len(errors) > MAX_SCHEMA_MESSAGES:
+        messages.append(f"{file}: ... and {len(errors) - MAX_SCHEMA_MESSAGES} more schema problems")
+    return messages
+
+
+def _expected(error) -> str:  # noqa: ANN001
+    v, value = error.validator, error.validator_value
+    if v == "type":
+        return f"a value of type {value if isinstance(value, str) else ' or '.join(value)}"
+    if v == "pattern":
+        return f"text matching {value}"
+    if v == "enum":
+        return "one of " + ", ".join(map(str, value))
+    if v == "const":
+        return repr(value)
+    if v in {"minItems", "maxItems", "minLength", "maxLength", "minProperties"}:
+        return f"{v} {value}"
+    if v in {"minimum", "maximum"}:
+        return f"{'at least' if v == 'minimum' else 'at most'} {value}"
+    return error.message

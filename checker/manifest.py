@@ -1,0 +1,194 @@
+"""`data/manifest.json`, the data version, and the `data_versioned` check.
+
+The check trusts nothing the manifest says: it re-hashes every split file, re-counts rows and
+columns, recomputes the version and the per-column missing counts and means, and checks that no
+learner (`key`) appears in two of train, valid and test.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import math
+import zlib
+from itertools import combinations
+from pathlib import Path
+
+from checker.contract import schema_problems
+from checker.errors import Invalid
+from checker.registry import Problems, check
+from checker.workspace import MAX_DATA_BYTES, Workspace
+
+MANIFEST = "data/manifest.json"
+REQUIRED_SPLITS = ("train", "valid", "test")
+MAX_UNCOMPRESSED = 500_000_000
+STAGE = "02-data-preparation.ipynb (section 'Version the data')"
+TOLERANCE = 1e-6
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_version(split_hashes: dict[str, str]) -> str:
+    """The contract's version: sha256 of one `"<split>:<sha256>\\n"` line per split, sorted."""
+    text = "".join(f"{name}:{split_hashes[name]}\n" for name in sorted(split_hashes))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def dtype_family(dtype: str) -> str | None:
+    """Fold a dtype name (`int64`, `Int64`, `float32`, `object`, `str`, `category`, ...) into one
+    of integer, float, boolean, datetime, string; None when it is not a dtype name we know."""
+    d = str(dtype).strip().lower()
+    if d.startswith(("int", "uint")):
+        return "integer"
+    if d.startswith("float"):
+        return "float"
+    if d.startswith("bool"):
+        return "boolean"
+    if d.startswith("datetime"):
+        return "datetime"
+    if d in {"object", "str", "string", "category"} or d.startswith("string"):
+        return "string"
+    return None
+
+
+def read_split(path: Path, rel: str):  # noqa: ANN201 - a pandas DataFrame; pandas loads lazily
+    """Read a split file (`.csv` or `.csv.gz`) with caps on the decompressed size."""
+    import pandas as pd
+
+    raw = path.read_bytes()
+    if rel.endswith(".csv.gz"):
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+                raw = stream.read(MAX_UNCOMPRESSED + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise Invalid(f"{rel}: expected a gzip-compressed CSV, found {exc}") from None
+        if len(raw) > MAX_UNCOMPRESSED:
+            raise Invalid(f"{rel}: decompresses to more than {MAX_UNCOMPRESSED:,} bytes")
+    elif not rel.endswith(".csv"):
+        raise Invalid(
+            f"{rel}: expected a .csv or .csv.gz file, found {Path(rel).suffix or 'no suffix'}"
+        )
+    try:
+        return pd.read_csv(io.BytesIO(raw), low_memory=False)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise Invalid(f"{rel}: expected a readable CSV with a header row, found: {first}") from None
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=TOLERANCE, abs_tol=TOLERANCE)
+
+
+def _stats_problems(name: str, frame, stats: dict) -> Problems:  # noqa: ANN001
+    import pandas as pd
+
+    field = f"{MANIFEST}: splits.{name}.stats"
+    missing_cols = [c for c in frame.columns if c not in stats]
+    if missing_cols:
+        yield f"{field}: expected stats for every column, found none for {', '.join(missing_cols[:5])}"
+    for column in frame.columns:
+        given = stats.get(column)
+        if not isinstance(given, dict):
+            continue
+        series = frame[column]
+        found = int(series.isna().sum())
+        if given.get("missing") != found:
+            yield f"{field}.{column}.missing: expected {found} (recomputed), found {given.get('missing')!r}"
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            absent = [k for k in ("mean", "std", "min", "max") if k not in given]
+            if absent:
+                yield f"{field}.{column}: expected mean, std, min and max for a numeric column, found no {', '.join(absent)}"
+                continue
+            if series.notna().any():
+                for key, value in (
+                    ("mean", series.mean()),
+                    ("min", series.min()),
+                    ("max", series.max()),
+                ):
+                    claimed = given[key]
+                    if not isinstance(claimed, int | float) or not _close(
+                        float(claimed), float(value)
+                    ):
+                        yield f"{field}.{column}.{key}: expected {float(value):.6g} (recomputed), found {claimed!r}"
+        elif "top" not in given:
+            yield f"{field}.{column}: expected 'top' categories for a non-numeric column, found none"
+
+
+@check("data_versioned", stage=STAGE)
+def data_versioned(ws: Workspace) -> Problems:
+    """The manifest is valid, its splits are the files it names, and the split is leak-free."""
+    manifest = ws.read_json(MANIFEST)
+    problems = schema_problems("manifest", manifest, MANIFEST)
+    if problems:
+        yield from problems
+        return
+    key = manifest["key"]
+    hashes: dict[str, str] = {}
+    keys: dict[str, set[str]] = {}
+    for name, split in manifest["splits"].items():
+        where = f"{MANIFEST}: splits.{name}.path"
+        try:
+            path = ws.resolve(split["path"], what=where, max_bytes=MAX_DATA_BYTES)
+        except Invalid as exc:
+            yield str(exc)
+            continue
+        rel = split["path"]
+        found_hash = sha256_file(path)
+        hashes[name] = found_hash
+        if found_hash != split["sha256"]:
+            yield (
+                f"{MANIFEST}: splits.{name}.sha256: expected {found_hash} (the sha256 of {rel}), "
+                f"found {split['sha256']}"
+            )
+        try:
+            frame = read_split(path, rel)
+        except Invalid as exc:
+            yield str(exc)
+            continue
+        if len(frame) != split["rows"]:
+            yield f"{MANIFEST}: splits.{name}.rows: expected {len(frame)} (rows in {rel}), found {split['rows']}"
+        declared = split["columns"]
+        if list(frame.columns) != list(declared):
+            yield (
+                f"{MANIFEST}: splits.{name}.columns: expected the columns of {rel} "
+                f"{list(frame.columns)[:8]}, found {list(declared)[:8]}"
+            )
+        else:
+            for column, dtype in declared.items():
+                family, actual = dtype_family(dtype), dtype_family(frame[column].dtype)
+                if family is None:
+                    yield f"{MANIFEST}: splits.{name}.columns.{column}: expected a dtype name such as int64, float64 or str, found {dtype!r}"
+                elif family != actual and not (family == "float" and actual == "integer"):
+                    yield (
+                        f"{MANIFEST}: splits.{name}.columns.{column}: expected a dtype of the {actual} "
+                        f"family (as read from {rel}), found {dtype!r}"
+                    )
+        yield from _stats_problems(name, frame, split["stats"])
+        if name in REQUIRED_SPLITS:
+            if key not in frame.columns:
+                yield f"{MANIFEST}: key: expected a column of {rel}, found {key!r} is not one"
+            else:
+                keys[name] = set(frame[key].dropna().astype(str))
+    if len(hashes) == len(manifest["splits"]):
+        expected = data_version(hashes)
+        if manifest["version"] != expected:
+            yield (
+                f"{MANIFEST}: version: expected {expected} (sha256 of the sorted "
+                f"'<split>:<sha256>' lines), found {manifest['version']}"
+            )
+    for a, b in combinations(REQUIRED_SPLITS, 2):
+        if a in keys and b in keys:
+            shared = keys[a] & keys[b]
+            if shared:
+                sample = ", ".join(sorted(shared)[:3])
+                yield (
+                    f"{MANIFEST}: splits.{a} and splits.{b}: expected no {key} in both, "
+                    f"found {len(shared)} shared (for example {sample}): the split leaks learners"
+                )

@@ -1,0 +1,198 @@
+"""`mlflow.db`, the learner's MLflow tracking store, read with `sqlite3` in read-only mode, and the
+`metrics_logged` check.
+
+The checker never imports MLflow: MLflow's SQLAlchemy store creates and migrates tables, and a
+learner's file must not change. Here the file is opened with a `file:…?mode=ro` URI, with
+`trusted_schema` off, and with a progress handler that aborts runaway queries (a recursive view
+named like an MLflow table, say). Tables must be real tables, not views.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
+
+from checker.errors import Invalid
+from checker.registry import Problems, check
+from checker.workspace import MAX_DATA_BYTES, Workspace
+
+STORE = "mlflow.db"
+STAGE = "03-training.ipynb (section 'Track every run')"
+SQLITE_HEADER = b"SQLite format 3\x00"
+QUERY_SECONDS = 2.0
+# Alembic heads of the MLflow releases this checker was tested on; tests/test_store.py fails when
+# the installed MLflow writes a newer one, so this set is kept current.
+KNOWN_REVISIONS = {"dc11669786a5"}
+TRACKING_TABLES = ("experiments", "runs", "params", "metrics", "tags")
+
+
+class Store:
+    """A read-only connection to an MLflow sqlite store."""
+
+    def __init__(self, connection: sqlite3.Connection, rel: str):
+        self._db = connection
+        self.rel = rel
+        self._deadline = 0.0
+        connection.set_progress_handler(self._abort_if_late, 10_000)
+
+    def _abort_if_late(self) -> int:
+        return 1 if time.monotonic() > self._deadline else 0
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        self._deadline = time.monotonic() + QUERY_SECONDS
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                raise Invalid(
+                    f"{self.rel}: a query ran longer than {QUERY_SECONDS:.0f} s and was stopped "
+                    "(a recursive view or trigger?)"
+                ) from None
+            raise Invalid(f"{self.rel}: expected an MLflow tracking store, found: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise Invalid(
+                f"{self.rel}: expected a readable sqlite database, found: {exc}"
+            ) from None
+
+    def tables(self) -> set[str]:
+        return {row[0] for row in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def revision(self) -> str | None:
+        if "alembic_version" not in self.tables():
+            return None
+        rows = self.query("SELECT version_num FROM alembic_version")
+        return str(rows[0][0]) if rows else None
+
+    def require(self, names: tuple[str, ...]) -> None:
+        """Raise `Invalid` unless every name is a real table (not a view), naming the revision."""
+        tables = self.tables()
+        missing = [n for n in names if n not in tables]
+        if missing:
+            revision = self.revision()
+            known = (
+                ""
+                if revision in KNOWN_REVISIONS
+                else f" (schema revision {revision!r}, not one this checker knows)"
+            )
+            raise Invalid(
+                f"{self.rel}: expected MLflow tables {', '.join(names)}, found no table "
+                f"{', '.join(missing)}{known}"
+            )
+
+
+@contextmanager
+def open_store(ws: Workspace, rel: str = STORE) -> Iterator[Store]:
+    """Open the workspace's store read-only, or raise `Invalid` saying why it cannot be read."""
+    path = ws.resolve(rel, what=rel, max_bytes=MAX_DATA_BYTES)
+    with path.open("rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise Invalid(
+            f"{rel}: expected an sqlite database (an MLflow store), found another kind of file"
+        )
+    uri = f"file:{quote(str(path))}?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise Invalid(f"{rel}: cannot open read-only: {exc}") from None
+    try:
+        connection.execute("PRAGMA trusted_schema = OFF")
+        connection.execute("PRAGMA query_only = ON")
+        yield Store(connection, rel)
+    except sqlite3.DatabaseError as exc:
+        raise Invalid(f"{rel}: expected a readable sqlite database, found: {exc}") from None
+    finally:
+        connection.close()
+
+
+def manifest_version(ws: Workspace) -> str | None:
+    """The manifest's `version`, or None when the manifest cannot say (data_versioned reports why)."""
+    try:
+        manifest = ws.read_json("data/manifest.json")
+    except Invalid:
+        return None
+    version = manifest.get("version") if isinstance(manifest, dict) else None
+    return version if isinstance(version, str) else None
+
+
+def _finite(value: object, is_nan: object) -> bool:
+    """MLflow stores NaN as `is_nan = 1` and +-inf as +-sys.float_info.max."""
+    if is_nan or isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and abs(value) < sys.float_info.max
+
+
+@check("metrics_logged", stage=STAGE)
+def metrics_logged(ws: Workspace) -> Problems:
+    """Two or more finished runs in one experiment, each tagged with the data version, with params
+    and `val_*` metrics; one run logged per epoch; every value finite."""
+    with open_store(ws) as store:
+        store.require(TRACKING_TABLES)
+        runs = store.query(
+            "SELECT r.run_uuid, r.experiment_id, r.name FROM runs r "
+            "JOIN experiments e ON e.experiment_id = r.experiment_id "
+            "WHERE r.status = 'FINISHED' AND r.lifecycle_stage = 'active' "
+            "AND e.lifecycle_stage = 'active'"
+        )
+        by_experiment: dict[object, list[tuple]] = {}
+        for run in runs:
+            by_experiment.setdefault(run[1], []).append(run)
+        chosen = max(by_experiment.values(), key=len, default=[])
+        if len(chosen) < 2:
+            yield (
+                f"{STORE}: runs: expected an experiment with at least 2 FINISHED runs, "
+                f"found {len(chosen)} (runs that crashed or are still RUNNING do not count)"
+            )
+            return
+        ids = tuple(run[0] for run in chosen)
+        marks = ",".join("?" * len(ids))
+        tags = dict(
+            store.query(
+                f"SELECT run_uuid, value FROM tags WHERE key = 'data_version' AND run_uuid IN ({marks})",
+                ids,
+            )
+        )
+        params = {
+            row[0]
+            for row in store.query(
+                f"SELECT DISTINCT run_uuid FROM params WHERE run_uuid IN ({marks})", ids
+            )
+        }
+        metrics = store.query(
+            f"SELECT run_uuid, key, step, value, is_nan FROM metrics WHERE run_uuid IN ({marks})",
+            ids,
+        )
+        version = manifest_version(ws)
+        val_runs, steps, bad = set(), {}, []
+        for run_uuid, key, step, value, is_nan in metrics:
+            if key.startswith("val_"):
+                val_runs.add(run_uuid)
+            steps.setdefault((run_uuid, key), set()).add(step)
+            if not _finite(value, is_nan):
+                bad.append((run_uuid, key))
+        for run_uuid, _, name in chosen:
+            label = f"run {name or run_uuid} ({run_uuid[:8]})"
+            tag = tags.get(run_uuid)
+            if tag is None:
+                yield f"{STORE}: {label}: tag data_version: expected the manifest's version, found no tag"
+            elif version is None:
+                yield f"{STORE}: {label}: tag data_version: expected to match data/manifest.json's version, found no readable manifest"
+            elif tag != version:
+                yield f"{STORE}: {label}: tag data_version: expected {version} (data/manifest.json), found {tag}"
+            if run_uuid not in params:
+                yield f"{STORE}: {label}: params: expected at least one logged param, found none"
+            if run_uuid not in val_runs:
+                yield f"{STORE}: {label}: metrics: expected at least one metric named val_*, found none"
+        if not any(len(s) >= 3 for s in steps.values()):
+            longest = max((len(s) for s in steps.values()), default=0)
+            yield (
+                f"{STORE}: metrics: expected a run with a metric history of 3 or more steps "
+                f"(log once per epoch with step=epoch), found at most {longest}"
+            )
+        for run_uuid, key in bad[:3]:
+            yield f"{STORE}: run {run_uuid[:8]}: metric {key}: expected finite values, found NaN or infinity"

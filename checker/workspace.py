@@ -1,0 +1,229 @@
+"""Safe access to a learner's workspace: paths that stay inside it, size caps, safe parsers.
+
+Everything in a workspace is untrusted. Each reader here either returns data or raises `Invalid`
+with a message that names the file and the problem. Nothing here writes to the workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import stat
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from checker.errors import Invalid
+
+MAX_TEXT_BYTES = 1_000_000  # manifests, maps, reports: small text files
+MAX_DATA_BYTES = 200_000_000  # split files and stores
+MAX_DEPTH = 32  # nesting of JSON/YAML containers
+MAX_YAML_NODES = 20_000  # YAML nodes after expanding aliases (alias bombs)
+MAX_INT_DIGITS = 30
+
+
+class Workspace:
+    """A learner's workspace folder, opened for reading only."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._real = self.root.resolve()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    def resolve(self, rel: str, *, what: str, max_bytes: int = MAX_DATA_BYTES) -> Path:
+        """Return the real path of the regular file `rel`, or raise `Invalid`.
+
+        `what` names where the path came from (for example `data/manifest.json: splits.train.path`).
+        The path must be relative, must not climb out with `..`, and must not lead out of the
+        workspace through a symlink; it must be a regular file (no FIFOs or devices, which hang a
+        reader) no larger than `max_bytes`.
+        """
+        if not isinstance(rel, str) or not rel or "\x00" in rel:
+            raise Invalid(f"{what}: expected a relative path inside the workspace, found {rel!r}")
+        pure = PurePosixPath(rel.replace("\\", "/"))
+        if pure.is_absolute() or Path(rel).is_absolute() or ".." in pure.parts:
+            raise Invalid(
+                f"{what}: expected a path relative to the workspace without '..', found {rel!r}"
+            )
+        candidate = self.root / pure
+        try:
+            real = candidate.resolve(strict=True)
+        except FileNotFoundError:
+            raise Invalid(f"{what}: file {rel} not found in the workspace") from None
+        except (OSError, RuntimeError) as exc:  # symlink loops, permissions
+            raise Invalid(f"{what}: cannot open {rel}: {exc.__class__.__name__}") from None
+        if not real.is_relative_to(self._real):
+            raise Invalid(f"{what}: {rel} leads outside the workspace (a symlink to {real})")
+        info = real.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise Invalid(f"{what}: expected {rel} to be a regular file, found something else")
+        if info.st_size > max_bytes:
+            raise Invalid(
+                f"{what}: {rel} is {info.st_size:,} bytes, over the limit of {max_bytes:,} bytes"
+            )
+        return real
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / rel).exists() or (self.root / rel).is_symlink()
+
+    def read_text(self, rel: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str:
+        path = self.resolve(rel, what=rel, max_bytes=max_bytes)
+        data = path.read_bytes()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Invalid(
+                f"{rel}: expected UTF-8 text, found an invalid byte at offset {exc.start}"
+            ) from None
+
+    def read_json(self, rel: str) -> Any:
+        return parse_json(self.read_text(rel), rel)
+
+    def read_yaml(self, rel: str) -> Any:
+        return parse_yaml(self.read_text(rel), rel)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed (numbers must be finite)")
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits is too large")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and dicts, computed without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            items = list(item.values())
+        elif isinstance(item, list):
+            items = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in items)
+    return deepest
+
+
+def parse_json(text: str, name: str) -> Any:
+    """Parse JSON strictly: no NaN/Infinity, no huge integers, no duplicate keys, bounded depth."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+        out: dict = {}
+        for key, value in pairs:
+            if key in out:
+                raise ValueError(f"duplicate key {key!r}")
+            out[key] = value
+        return out
+
+    try:
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            object_pairs_hook=no_duplicates,
+        )
+    except json.JSONDecodeError as exc:
+        raise Invalid(
+            f"{name}: expected valid JSON, found a syntax error at line {exc.lineno} "
+            f"column {exc.colno} ({exc.msg})"
+        ) from None
+    except ValueError as exc:
+        raise Invalid(f"{name}: expected valid JSON, found {exc}") from None
+    except RecursionError:
+        raise Invalid(
+            f"{name}: expected at most {MAX_DEPTH} levels of nesting, found more"
+        ) from None
+    if _depth(value) > MAX_DEPTH:
+        raise Invalid(f"{name}: expected at most {MAX_DEPTH} levels of nesting, found more")
+    return value
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` with caps: nodes after alias expansion, nesting depth, no recursive
+    aliases, no duplicate keys. Python tags are already refused by the safe constructor."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._nodes = 0
+        self._level = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._sizes:
+                raise yaml.YAMLError(
+                    f"recursive alias *{event.anchor} at line {event.start_mark.line + 1}"
+                )
+            self._count(self._sizes.get(id(target), 1))
+            return super().compose_node(parent, index)
+        self._level += 1
+        if self._level > MAX_DEPTH:
+            raise yaml.YAMLError(f"more than {MAX_DEPTH} levels of nesting")
+        before = self._nodes
+        self._count(1)
+        node = super().compose_node(parent, index)
+        self._sizes[id(node)] = self._nodes - before
+        self._level -= 1
+        return node
+
+    def _count(self, n: int) -> None:
+        self._nodes += n
+        if self._nodes > MAX_YAML_NODES:
+            raise yaml.YAMLError(
+                f"more than {MAX_YAML_NODES:,} nodes once aliases are expanded (an alias bomb?)"
+            )
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                raise yaml.YAMLError(
+                    f"unhashable mapping key at line {key_node.start_mark.line + 1}"
+                ) from None
+            if duplicate:
+                raise yaml.YAMLError(
+                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1}"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, name: str) -> Any:
+    """Parse YAML with `yaml.SafeLoader` plus caps; never `yaml.load`."""
+    loader = _BoundedLoader(text)
+    try:
+        value = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        detail = " ".join(str(exc).split())
+        raise Invalid(f"{name}: expected plain YAML, found a problem: {detail or first}") from None
+    except RecursionError:
+        raise Invalid(
+            f"{name}: expected at most {MAX_DEPTH} levels of nesting, found more"
+        ) from None
+    finally:
+        loader.dispose()
+    return value
