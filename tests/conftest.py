@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from builders import build_workspace
+
+from checker.chain import CI_PARAMETERS, NotebookRun, run_chain, stage_notebooks
 
 
 @pytest.fixture(scope="session")
@@ -14,5 +17,31 @@ def valid_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def workspace(valid_template: Path, tmp_path: Path) -> Path:
-    """A fresh copy of a valid workspace, for a test to break."""
+    """A fresh copy of a valid foundation workspace (data, runs, map), for a test to break."""
     return Path(shutil.copytree(valid_template, tmp_path / "workspace", symlinks=True))
+
+
+@dataclass(frozen=True)
+class Chain:
+    workspace: Path
+    executed: Path
+    runs: list[NotebookRun]
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
+    """The stage solution notebooks executed once, in order, at the CI sample size."""
+    root = tmp_path_factory.mktemp("chain")
+    runs = run_chain(
+        stage_notebooks(), root / "workspace", root / "executed", CI_PARAMETERS, log=lambda _: None
+    )
+    return Chain(root / "workspace", root / "executed", runs)
+
+
+@pytest.fixture
+def chain_workspace(chain: Chain, tmp_path: Path) -> Path:
+    """A fresh copy of the workspace the stage solutions wrote, for a test to break."""
+    failed = [f"{r.notebook}: {r.error}" for r in chain.runs if r.error]
+    if failed:
+        pytest.fail("the solution chain failed: " + "; ".join(failed))
+    return Path(shutil.copytree(chain.workspace, tmp_path / "workspace", symlinks=True))
