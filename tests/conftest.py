@@ -25,17 +25,34 @@ def workspace(valid_template: Path, tmp_path: Path) -> Path:
 class Chain:
     workspace: Path
     executed: Path
+    snapshots: Path  # snapshots/<notebook stem>/: the workspace right after that notebook ran
     runs: list[NotebookRun]
+
+    def before(self, notebook: str) -> Path | None:
+        """The workspace as the notebook before `notebook` left it (None for the first)."""
+        names = [r.notebook for r in self.runs]
+        i = names.index(notebook)
+        return self.snapshots / Path(names[i - 1]).stem if i else None
 
 
 @pytest.fixture(scope="session")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     """The stage solution notebooks executed once, in order, at the CI sample size."""
     root = tmp_path_factory.mktemp("chain")
+    workspace, snapshots = root / "workspace", root / "snapshots"
+
+    def snapshot(run: NotebookRun) -> None:
+        shutil.copytree(workspace, snapshots / Path(run.notebook).stem, symlinks=True)
+
     runs = run_chain(
-        stage_notebooks(), root / "workspace", root / "executed", CI_PARAMETERS, log=lambda _: None
+        stage_notebooks(),
+        workspace,
+        root / "executed",
+        CI_PARAMETERS,
+        after=snapshot,
+        log=lambda _: None,
     )
-    return Chain(root / "workspace", root / "executed", runs)
+    return Chain(workspace, root / "executed", snapshots, runs)
 
 
 @pytest.fixture

@@ -1,0 +1,90 @@
+"""The stage notebooks, executed with papermill at the CI sample size: no skips.
+
+The chain of solutions must score full marks on every stage check; each learner version, left
+unanswered, must lose its own stage's points; and a rerun must reproduce the data version.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import checker
+from checker.chain import CI_PARAMETERS, RELEASE, SOLUTIONS, run_chain, stage_notebooks
+
+pytestmark = pytest.mark.slow
+
+
+def stage_checks(notebook: str) -> list[str]:
+    """The checks that grade a notebook: those whose hint sends the learner back to it."""
+    return [name for name, c in checker.CHECKS.items() if c.stage.startswith(notebook)]
+
+
+def test_every_stage_notebook_is_graded_by_a_check():
+    names = [p.name for p in stage_notebooks(SOLUTIONS)]
+    assert len(names) == 7
+    for name in names:
+        assert stage_checks(name), f"no check sends learners back to {name}"
+
+
+def test_the_solution_chain_runs_without_error(chain):
+    assert [r.notebook for r in chain.runs] == [p.name for p in stage_notebooks(SOLUTIONS)]
+    assert [(r.notebook, r.error) for r in chain.runs if r.error] == []
+
+
+def test_the_solution_chain_scores_full_marks_on_every_stage_check(chain):
+    names = [n for p in stage_notebooks(SOLUTIONS) for n in stage_checks(p.name)]
+    report = checker.check_all(chain.workspace, only=names)
+    assert report.failures() == []
+    assert report.score == report.max_score == 10 * len(names)
+
+
+@pytest.mark.parametrize("notebook", [p.name for p in stage_notebooks(SOLUTIONS)])
+def test_every_executed_stage_notebook_shows_a_picture(chain, notebook):
+    executed = json.loads((chain.executed / notebook).read_text(encoding="utf-8"))
+    images = [
+        o
+        for c in executed["cells"]
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    assert images, f"{notebook} shows no plot"
+
+
+@pytest.mark.parametrize("notebook", [p.name for p in stage_notebooks(RELEASE)])
+def test_an_unanswered_learner_version_loses_its_stage_points(chain, tmp_path, notebook):
+    before = chain.before(notebook)
+    workspace = tmp_path / "workspace"
+    if before is None:
+        workspace.mkdir()
+    else:
+        shutil.copytree(before, workspace, symlinks=True)
+    [run] = run_chain(
+        [RELEASE / notebook], workspace, tmp_path / "out", CI_PARAMETERS, log=lambda _: None
+    )
+    assert run.error is not None and "NotImplementedError" in run.error
+    report = checker.check_all(workspace, only=stage_checks(notebook))
+    assert report.score == 0, str(report)
+
+
+def test_a_rerun_reproduces_the_data_version(chain, tmp_path):
+    first_two = stage_notebooks(SOLUTIONS)[:2]
+    runs = run_chain(
+        first_two, tmp_path / "ws", tmp_path / "out", CI_PARAMETERS, log=lambda _: None
+    )
+    assert [r.error for r in runs] == [None, None]
+    again = json.loads((tmp_path / "ws" / "data" / "manifest.json").read_text())
+    original = json.loads((chain.workspace / "data" / "manifest.json").read_text())
+    assert again["version"] == original["version"]
+
+
+def test_no_server_outlives_the_chain(chain):
+    """Stage 05 starts a model server; the notebook must stop it (no uvicorn child remains)."""
+    import subprocess
+
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not [
+        line for line in ps.splitlines() if "uvicorn" in line and str(chain.workspace) in line
+    ]

@@ -1,0 +1,53 @@
+"""notebooks/ is exactly what `nbgrader generate_assignment` makes of solutions/ (real nbgrader)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def generate(course: Path) -> subprocess.CompletedProcess:
+    """Run nbgrader in a copy of the course (it writes gradebook.db at the course root)."""
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    shutil.copytree(ROOT / "solutions", course / "solutions")
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "nbgrader"),
+            "generate_assignment",
+            "lifecycle",
+            "--force",
+        ],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_learner_notebooks_are_byte_for_byte_what_nbgrader_generates(tmp_path: Path):
+    result = generate(tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    released = tmp_path / "notebooks" / "lifecycle"
+    committed = ROOT / "notebooks" / "lifecycle"
+    made = sorted(p.name for p in released.glob("*.ipynb"))
+    assert made == sorted(p.name for p in committed.glob("*.ipynb"))
+    stale = [n for n in made if (released / n).read_bytes() != (committed / n).read_bytes()]
+    assert not stale, f"regenerate with `make notebooks`: {stale}"
+
+
+def test_the_learner_versions_hide_the_answers(tmp_path: Path):
+    for path in (ROOT / "notebooks" / "lifecycle").glob("*.ipynb"):
+        text = path.read_text(encoding="utf-8")
+        assert "BEGIN SOLUTION" not in text, path.name
+        assert "NotImplementedError" in text, path.name
