@@ -27,6 +27,7 @@ from checker import (  # noqa: F401
 from checker.errors import CheckerError, ChecksFailed
 from checker.registry import CHECKS
 from checker.result import CheckResult, Report
+from checker.workspace import Workspace
 
 # The checks in the order of the course: stages 01-07, then the exercises.
 COURSE_ORDER = (
@@ -62,7 +63,7 @@ def _lookup(name: str):  # noqa: ANN202
         import difflib
 
         close = difflib.get_close_matches(name, list(CHECKS), n=1)
-        suggestion = f"; did you mean {close[0]!r}?" if close else ""
+        suggestion = f"; did you mean {close[0]!r}?" if close else "."
         raise CheckerError(f"no check named {name!r}{suggestion} Known checks: {', '.join(CHECKS)}")
     return CHECKS[name]
 
@@ -79,4 +80,5 @@ def check_all(workspace: str | Path, only: list[str] | None = None) -> Report:
     names = list(CHECKS) if not only else [n for n in CHECKS if n in set(only)]
     for name in only or []:
         _lookup(name)
-    return Report(str(path), [CHECKS[name](path) for name in names])
+    ws = Workspace(path)  # shared, so a file several checks need is read once per grading
+    return Report(str(path), [CHECKS[name](ws) for name in names])

@@ -74,11 +74,12 @@ class Store:
         missing = [n for n in names if n not in tables]
         if missing:
             revision = self.revision()
-            known = (
-                ""
-                if revision in KNOWN_REVISIONS
-                else f" (schema revision {revision!r}, not one this checker knows)"
-            )
+            if revision is None:
+                known = " (and no alembic_version table: not an MLflow store)"
+            elif revision in KNOWN_REVISIONS:
+                known = ""
+            else:
+                known = f" (schema revision {revision!r}, not one this checker knows)"
             raise Invalid(
                 f"{self.rel}: expected MLflow tables {', '.join(names)}, found no table "
                 f"{', '.join(missing)}{known}"
@@ -90,12 +91,22 @@ def open_store(ws: Workspace, rel: str = STORE) -> Iterator[Store]:
     """Open the workspace's store read-only, or raise `Invalid` saying why it cannot be read."""
     path = ws.resolve(rel, what=rel, max_bytes=MAX_DATA_BYTES)
     with path.open("rb") as handle:
-        header = handle.read(len(SQLITE_HEADER))
-    if header != SQLITE_HEADER:
+        header = handle.read(100)
+    if header[: len(SQLITE_HEADER)] != SQLITE_HEADER:
         raise Invalid(
             f"{rel}: expected an sqlite database (an MLflow store), found another kind of file"
         )
-    uri = f"file:{quote(str(path))}?mode=ro"
+    # A read-only reader of a WAL-mode file creates `-wal` and `-shm` files beside it; opened as
+    # immutable it creates nothing. A pending write-ahead log would then be ignored, so refuse it.
+    wal = header[18:20] == b"\x02\x02"
+    if wal:
+        log = path.with_name(f"{path.name}-wal")
+        if log.is_file() and log.stat().st_size > 0:
+            raise Invalid(
+                f"{rel}: expected every change saved into {rel}, found unsaved changes in "
+                f"{rel}-wal (close the program that writes to the store, then check again)"
+            )
+    uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if wal else "")
     try:
         connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:

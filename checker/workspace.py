@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import stat
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -29,6 +30,23 @@ class Workspace:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self._real = self.root.resolve()
+        self._memo: dict = {}
+
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """The value of `compute()`, computed once per key for this Workspace object.
+
+        `check_all` shares one Workspace between checks, so a split file that several checks
+        recompute from is read and parsed once per grading. A failure (`Invalid`) is remembered too.
+        """
+        if key not in self._memo:
+            try:
+                self._memo[key] = (True, compute())
+            except Invalid as exc:
+                self._memo[key] = (False, exc)
+        ok, value = self._memo[key]
+        if not ok:
+            raise Invalid(str(value))
+        return value
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -80,10 +98,12 @@ class Workspace:
             ) from None
 
     def read_json(self, rel: str) -> Any:
-        return parse_json(self.read_text(rel), rel)
+        """Parsed JSON; callers must not mutate it (it is shared between checks)."""
+        return self.memo(("json", rel), lambda: parse_json(self.read_text(rel), rel))
 
     def read_yaml(self, rel: str) -> Any:
-        return parse_yaml(self.read_text(rel), rel)
+        """Parsed YAML; callers must not mutate it (it is shared between checks)."""
+        return self.memo(("yaml", rel), lambda: parse_yaml(self.read_text(rel), rel))
 
 
 def _reject_constant(name: str) -> None:
@@ -158,7 +178,8 @@ def parse_json(text: str, name: str) -> Any:
 
 class _BoundedLoader(yaml.SafeLoader):
     """`yaml.SafeLoader` with caps: nodes after alias expansion, nesting depth, no recursive
-    aliases, no duplicate keys. Python tags are already refused by the safe constructor."""
+    aliases, no duplicate keys, no huge integers. Python tags are already refused by the safe
+    constructor."""
 
     def __init__(self, stream: str):
         super().__init__(stream)
@@ -193,9 +214,20 @@ class _BoundedLoader(yaml.SafeLoader):
                 f"more than {MAX_YAML_NODES:,} nodes once aliases are expanded (an alias bomb?)"
             )
 
+    def construct_yaml_int(self, node):  # noqa: ANN001
+        text = str(node.value)
+        if len(text.lstrip("+-").replace("_", "")) > MAX_INT_DIGITS:
+            raise yaml.YAMLError(
+                f"an integer of {len(text)} characters at line {node.start_mark.line + 1} "
+                f"(at most {MAX_INT_DIGITS} digits)"
+            )
+        return super().construct_yaml_int(node)
+
     def construct_mapping(self, node, deep=False):  # noqa: ANN001
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, resolved by PyYAML
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen
@@ -209,6 +241,9 @@ class _BoundedLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
 def parse_yaml(text: str, name: str) -> Any:

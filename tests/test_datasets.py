@@ -65,7 +65,14 @@ COLUMNS = {
         "date_registration",
         "date_unregistration",
     ],
-    "vle.csv": ["id_site", "code_module", "code_presentation", "activity_type", "week_from", "week_to"],
+    "vle.csv": [
+        "id_site",
+        "code_module",
+        "code_presentation",
+        "activity_type",
+        "week_from",
+        "week_to",
+    ],
 }
 
 
@@ -100,4 +107,3 @@ def test_the_known_traps_are_real():
     gone = joined[joined["date_unregistration"].notna()]
     assert (gone["final_result"] == "Withdrawn").mean() > 0.95  # the leak
     assert set(info.loc[info["code_module"] == "CCC", "code_presentation"]) <= {"2014B", "2014J"}
-
