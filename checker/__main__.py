@@ -1,37 +1,95 @@
-"""`python -m checker check WORKSPACE [--only NAME ...] [--json]`.
+"""The checker's command line.
 
-Exit codes: 0 when every check passes, 1 when any fails, 2 for a usage error.
+    python -m checker check WORKSPACE [--only NAME ...] [--json]
+    python -m checker grade SUBMISSIONS --out RESULTS [--jobs N] [--execute] [--timeout S] [--force]
+
+Exit codes: 0 when every check passes (check) or the batch completed (grade), 1 when a check
+fails, 2 for a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from checker import CHECKS, CheckerError, check_all
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m checker", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("check", help="grade one workspace folder")
-    run.add_argument("workspace", help="the folder the notebooks wrote their artifacts to")
-    run.add_argument(
-        "--only", nargs="+", metavar="NAME", choices=list(CHECKS), help="run only these checks"
-    )
-    run.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    try:
-        report = check_all(args.workspace, only=args.only)
-    except CheckerError as exc:
-        print(f"python -m checker: error: {exc}", file=sys.stderr)
-        return 2
+def _check(args: argparse.Namespace) -> int:
+    report = check_all(args.workspace, only=args.only)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(report)
     return 0 if report.passed else 1
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from checker.batch import grade
+
+    execute = {"timeout": args.timeout, "memory_mb": args.memory_mb} if args.execute else None
+    results = grade(
+        Path(args.submissions),
+        Path(args.out),
+        jobs=args.jobs,
+        execute=execute,
+        force=args.force,
+        assignment=args.assignment,
+    )
+    full = sum(r["score"] == r["max_score"] and not r.get("error") for r in results)
+    print(f"graded {len(results)} learners ({full} with full marks) into {args.out}")
+    print(
+        f"  {Path(args.out) / 'grades.csv'}, {Path(args.out) / 'summary.png'}, <learner>/feedback.html"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m checker", description="Grade Model Lifecycle workspaces."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    one = commands.add_parser("check", help="grade one workspace folder")
+    one.add_argument("workspace", help="the folder the notebooks wrote their artifacts to")
+    one.add_argument(
+        "--only", nargs="+", metavar="NAME", choices=list(CHECKS), help="run only these checks"
+    )
+    one.add_argument("--json", action="store_true", help="print the report as JSON")
+    one.set_defaults(run=_check)
+
+    many = commands.add_parser("grade", help="grade a cohort: one folder per learner")
+    many.add_argument("submissions", help="SUBMISSIONS/<learner>/ or nbgrader's submitted/ folder")
+    many.add_argument(
+        "--out", required=True, help="RESULTS folder: grades.csv, summary.png, <learner>/"
+    )
+    many.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)"
+    )
+    many.add_argument(
+        "--execute", action="store_true", help="re-run each learner's notebooks first"
+    )
+    many.add_argument(
+        "--timeout", type=float, default=300, help="seconds per notebook cell with --execute"
+    )
+    many.add_argument(
+        "--memory-mb", type=int, default=3072, help="memory limit per learner with --execute"
+    )
+    many.add_argument("--force", action="store_true", help="regrade learners already graded")
+    many.add_argument(
+        "--assignment", default="lifecycle", help="assignment folder in nbgrader's layout"
+    )
+    many.set_defaults(run=_grade)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except CheckerError as exc:
+        print(f"python -m checker: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ def run_chain(
     overlap: bool = True,
     after: Callable[[NotebookRun], None] | None = None,
     log: Callable[[str], None] = print,
+    execution_timeout: float | None = None,
 ) -> list[NotebookRun]:
     """Execute `notebooks` in order with papermill; each gets WORKSPACE, DATA_DIR and `parameters`.
 
@@ -60,6 +61,7 @@ def run_chain(
     current notebook runs, hiding most of a kernel's 0.6-0.8 s start. With `stop_on_error`, the
     first failing notebook ends the chain (later stages need its artifacts); its error is in the
     returned run. `after` is called after each notebook (tests snapshot the workspace there).
+    `execution_timeout` caps each cell, in seconds.
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("papermill").setLevel(logging.WARNING)
@@ -90,10 +92,13 @@ def run_chain(
                     cwd=str(notebook.parent),
                     kernel_name="python3",
                     progress_bar=False,
+                    execution_timeout=execution_timeout,
                     **({"km": km} if km is not None else {}),
                 )
             except pm.PapermillExecutionError as exc:
                 error = f"{exc.ename}: {exc.evalue}"
+            except Exception as exc:  # a cell timeout, a dead kernel, an unreadable notebook
+                error = f"{exc.__class__.__name__}: {str(exc).strip()[:300]}"
             finally:
                 if km is not None:
                     km.shutdown_kernel(now=True)

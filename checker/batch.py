@@ -1,0 +1,399 @@
+"""Grade a whole cohort: `python -m checker grade SUBMISSIONS --out RESULTS`.
+
+Each learner's workspace is graded with every check in a pool of worker processes. A learner's
+result is written atomically (temporary name, then rename) to `RESULTS/<learner>/result.json`, so
+a batch killed at any moment and rerun skips the learners already graded and ends with the same
+results as one uninterrupted run. A lock on `RESULTS/.lock` keeps two runs from writing the same
+folder. Learner code never runs in this process: with `--execute` the notebooks run in a separate
+process (see `checker.execute`), and the grading only reads the artifacts they leave.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import hashlib
+import html
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from checker.errors import CheckerError
+
+RESULT = "result.json"
+FEEDBACK = "feedback.html"
+GRADE_SECONDS = 120  # a safety net per learner; the checks have their own caps
+ASSIGNMENT = "lifecycle"
+SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Learner:
+    """One learner's submission: a safe id for RESULTS, and the folder to grade."""
+
+    id: str
+    name: str  # the folder name as found (may hold anything a file name can)
+    folder: Path  # the learner's folder (SUBMISSIONS/<name> or submitted/<name>/<assignment>)
+
+
+def sanitize(name: str) -> str:
+    """A learner id that is safe as one path component of RESULTS.
+
+    Keeps letters, digits, `.`, `_` and `-`; replaces runs of anything else (`/`, newlines, NUL,
+    spaces) with `_`; never starts with a dot (no `..`, no hidden files); at most 64 characters.
+    When anything was changed, a short hash of the original keeps distinct names distinct.
+    """
+    safe = SAFE_ID.sub("_", name).lstrip(".")[:48] or "learner"
+    if safe != name:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        safe = f"{safe}-{digest}"
+    return safe
+
+
+def discover(submissions: Path, assignment: str = ASSIGNMENT) -> list[Learner]:
+    """The learners of `SUBMISSIONS/<learner>/` or nbgrader's `submitted/<learner>/<assignment>/`.
+
+    Every entry becomes a learner, broken ones included, so that each is graded (0 with a
+    message) rather than silently skipped.
+    """
+    if not submissions.is_dir():
+        raise CheckerError(f"SUBMISSIONS {str(submissions)!r} is not a folder of learner folders")
+    learners = []
+    for entry in sorted(os.scandir(submissions), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        folder = Path(entry.path)
+        nested = folder / assignment
+        if not entry.is_symlink() and nested.is_dir() and not nested.is_symlink():
+            folder = nested
+        learners.append(Learner(sanitize(entry.name), entry.name, folder))
+    ids = [learner.id for learner in learners]
+    if len(set(ids)) != len(ids):  # two names that sanitize alike: disambiguate by position
+        learners = [Learner(f"{lr.id}-{i}", lr.name, lr.folder) for i, lr in enumerate(learners)]
+    return learners
+
+
+def workspace_of(folder: Path) -> Path:
+    """The workspace inside a learner's folder: `workspace/` when present, else the folder."""
+    inner = folder / "workspace"
+    return inner if inner.is_dir() and not inner.is_symlink() else folder
+
+
+def _refusal(learner: Learner) -> str | None:
+    """Why a learner's folder cannot be graded at all, or None."""
+    path = learner.folder
+    if path.is_symlink():
+        return f"{learner.name!r}: expected a folder, found a symlink (to {os.readlink(path)!r})"
+    if not path.exists():
+        return f"{learner.name!r}: the folder disappeared before it was graded"
+    if not path.is_dir():
+        size = path.lstat().st_size
+        return f"{learner.name!r}: expected a folder of notebooks and artifacts, found a file of {size:,} bytes"
+    return None
+
+
+def _alarm(signum, frame):  # noqa: ANN001, ARG001
+    raise TimeoutError
+
+
+def grade_one(learner: Learner, execute: dict | None = None) -> dict:
+    """Grade one learner in this (worker) process; never raises."""
+    import checker
+
+    result = {"learner": learner.id, "folder": learner.name, "score": 0, "max_score": 0}
+    refusal = _refusal(learner)
+    names = list(checker.CHECKS)
+    if refusal:
+        return result | {"error": refusal, "checks": _zero(names, refusal)}
+    scratch = None
+    signal.signal(signal.SIGALRM, _alarm)
+    try:
+        workspace = workspace_of(learner.folder)
+        error = None
+        if execute is not None:
+            from checker.execute import run_submission
+
+            scratch = Path(tempfile.mkdtemp(prefix="checker-exec-"))
+            workspace, error = run_submission(learner.folder, scratch, **execute)
+        signal.alarm(GRADE_SECONDS)
+        report = checker.check_all(workspace)
+        signal.alarm(0)
+        checks = [_scrub(r.to_dict(), workspace, learner.folder) for r in report.results]
+        return result | {
+            "score": report.score,
+            "max_score": report.max_score,
+            "error": error,
+            "checks": checks,
+        }
+    except TimeoutError:
+        message = f"grading took longer than {GRADE_SECONDS} s and was stopped"
+        return result | {"error": message, "checks": _zero(names, message)}
+    except Exception as exc:  # one broken learner never stops the batch
+        message = f"could not grade: {exc.__class__.__name__}: {exc}"
+        return result | {"error": message, "checks": _zero(names, message)}
+    finally:
+        signal.alarm(0)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _zero(names: list[str], message: str) -> list[dict]:
+    import checker
+
+    return [
+        {
+            "name": n,
+            "passed": False,
+            "points": 0,
+            "max_points": checker.CHECKS[n].max_points,
+            "messages": [message],
+            "hint": "",
+        }
+        for n in names
+    ]
+
+
+def _scrub(check: dict, *folders: Path) -> dict:
+    """Replace absolute paths of this machine in messages with `<workspace>`."""
+    messages = check["messages"]
+    for folder in folders:
+        for text in {str(folder), str(folder.resolve())}:
+            messages = [m.replace(text, "<workspace>") for m in messages]
+    return check | {"messages": messages}
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o644)  # mkstemp makes 0600; instructors share RESULTS
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _result_path(results: Path, learner: Learner) -> Path:
+    path = (results / learner.id / RESULT).resolve()
+    if not path.is_relative_to(
+        results.resolve()
+    ):  # sanitize() makes this impossible; belt and braces
+        raise CheckerError(f"learner id {learner.id!r} would escape RESULTS")
+    return path
+
+
+def load_result(path: Path) -> dict | None:
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and "checks" in result else None
+
+
+@contextmanager
+def locked(results: Path) -> Iterator[None]:
+    """Hold `RESULTS/.lock` for the run; refuse when another run holds it."""
+    results.mkdir(parents=True, exist_ok=True)
+    handle = (results / ".lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise CheckerError(
+            f"{results} is being graded by another run ({holder}); wait for it to finish, "
+            "then run again (learners it graded will be skipped)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+class Progress:
+    """A one-line progress bar on stderr: done/total, failures, ETA."""
+
+    def __init__(self, total: int, stream=sys.stderr):  # noqa: ANN001
+        self.total, self.done, self.failed = total, 0, 0
+        self.stream = stream
+        self.start = time.monotonic()
+        self.tty = getattr(stream, "isatty", lambda: False)()
+
+    def update(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += failed
+        if self.tty or self.done == self.total or self.done % max(1, self.total // 20) == 0:
+            self.stream.write(("\r" if self.tty else "") + self.line() + ("" if self.tty else "\n"))
+            self.stream.flush()
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate else 0.0
+        width = 24
+        filled = int(width * self.done / self.total) if self.total else width
+        return (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} graded, "
+            f"{self.failed} not full marks, {rate:.1f}/s, ETA {int(eta // 60)}:{int(eta % 60):02d}"
+        )
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def grade(
+    submissions: Path,
+    results: Path,
+    *,
+    jobs: int | None = None,
+    execute: dict | None = None,
+    force: bool = False,
+    assignment: str = ASSIGNMENT,
+    progress: Callable[[int], Progress] = Progress,
+) -> list[dict]:
+    """Grade every learner of SUBMISSIONS into RESULTS; return all results, sorted by learner."""
+    submissions, results = Path(submissions), Path(results)
+    learners = discover(submissions, assignment)
+    jobs = jobs or os.cpu_count() or 1
+    with locked(results):
+        todo = [lr for lr in learners if force or load_result(_result_path(results, lr)) is None]
+        bar = progress(len(todo))
+        context = get_context("fork")
+        with ProcessPoolExecutor(
+            max_workers=max(1, min(jobs, len(todo) or 1)), mp_context=context
+        ) as pool:
+            pending = {pool.submit(grade_one, lr, execute): lr for lr in todo}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    learner = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # a worker died (killed, out of memory)
+                        message = f"the grading worker died: {exc.__class__.__name__}"
+                        result = {
+                            "learner": learner.id,
+                            "folder": learner.name,
+                            "score": 0,
+                            "max_score": 0,
+                            "error": message,
+                            "checks": [],
+                        }
+                    _write_learner(results, learner, result)
+                    bar.update(result["score"] < result["max_score"] or bool(result.get("error")))
+        bar.close()
+        everyone = [load_result(_result_path(results, lr)) for lr in learners]
+        everyone = [r for r in everyone if r is not None]
+        write_grades(results / "grades.csv", everyone)
+        write_summary(results / "summary.png", everyone)
+    return everyone
+
+
+def _write_learner(results: Path, learner: Learner, result: dict) -> None:
+    path = _result_path(results, learner)
+    write_atomic(path.with_name(FEEDBACK), feedback_html(result).encode("utf-8"))
+    write_atomic(path, json.dumps(result, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def write_grades(path: Path, results: list[dict]) -> None:
+    """`grades.csv`: one row per learner, a column per check (points), score, max."""
+    import checker
+
+    names = list(checker.CHECKS)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["learner", *names, "score", "max_score", "error"])
+    for result in sorted(results, key=lambda r: r["learner"]):
+        points = {c["name"]: c["points"] for c in result["checks"]}
+        writer.writerow(
+            [
+                result["learner"],
+                *[points.get(n, 0) for n in names],
+                result["score"],
+                result["max_score"] or 10 * len(names),
+                (result.get("error") or "").replace("\n", " "),
+            ]
+        )
+    write_atomic(path, buffer.getvalue().encode("utf-8"))
+
+
+def feedback_html(result: dict) -> str:
+    """One learner's feedback: per check ✓/✗, messages and hints. Only their own results."""
+    esc = html.escape
+    rows = []
+    for check in result["checks"]:
+        mark = "✓" if check["passed"] else "✗"
+        color = "#1a7f37" if check["passed"] else "#cf222e"
+        items = "".join(f"<li>{esc(m)}</li>" for m in check["messages"])
+        if check.get("hint") and not check["passed"]:
+            items += f"<li><em>{esc(check['hint'])}</em></li>"
+        rows.append(
+            f"<tr><td style='color:{color};font-size:1.3em'>{mark}</td>"
+            f"<td><code>{esc(check['name'])}</code></td>"
+            f"<td>{check['points']}/{check['max_points']}</td><td><ul>{items}</ul></td></tr>"
+        )
+    error = f"<p style='color:#cf222e'>{esc(result['error'])}</p>" if result.get("error") else ""
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>Feedback: {esc(result['learner'])}</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "td{vertical-align:top;padding:.3em .6em;border-bottom:1px solid #ddd}</style></head><body>"
+        f"<h1>Model Lifecycle: feedback for {esc(result['learner'])}</h1>"
+        f"<p><strong>Score: {result['score']}/{result['max_score']}</strong></p>{error}"
+        "<table><thead><tr><th></th><th>check</th><th>points</th><th>what to fix</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></body></html>\n"
+    )
+
+
+def write_summary(path: Path, results: list[dict]) -> None:
+    """`summary.png`: the score distribution and the pass rate per check."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    import checker
+
+    names = list(checker.CHECKS)
+    scores = [r["score"] for r in results]
+    rates = [
+        sum(any(c["name"] == n and c["passed"] for c in r["checks"]) for r in results)
+        / max(1, len(results))
+        for n in names
+    ]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    top = 10 * len(names)
+    left.hist(scores, bins=range(0, top + 11, 10), color="#4c72b0", edgecolor="white")
+    left.set(title=f"Scores of {len(results)} learners", xlabel="score", ylabel="learners")
+    right.barh(names[::-1], [100 * x for x in rates[::-1]], color="#55a868")
+    right.set(title="Pass rate per check", xlabel="% of learners", xlim=(0, 100))
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
