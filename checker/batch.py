@@ -36,6 +36,7 @@ RESULT = "result.json"
 FEEDBACK = "feedback.html"
 GRADE_SECONDS = 120  # a safety net per learner; the checks have their own caps
 ASSIGNMENT = "lifecycle"
+IGNORED = {".ipynb_checkpoints", ".DS_Store", ".git", "gradebook.db"}  # never learners
 SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -72,7 +73,7 @@ def discover(submissions: Path, assignment: str = ASSIGNMENT) -> list[Learner]:
         raise CheckerError(f"SUBMISSIONS {str(submissions)!r} is not a folder of learner folders")
     learners = []
     for entry in sorted(os.scandir(submissions), key=lambda e: e.name):
-        if entry.name.startswith("."):
+        if entry.name in IGNORED:
             continue
         folder = Path(entry.path)
         nested = folder / assignment
