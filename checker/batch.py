@@ -208,14 +208,24 @@ def load_result(path: Path) -> dict | None:
     return result if isinstance(result, dict) and "checks" in result else None
 
 
+_HELD: set[str] = set()
+
+
 @contextmanager
 def locked(results: Path) -> Iterator[None]:
-    """Hold `RESULTS/.lock` for the run; refuse when another run holds it."""
+    """Hold `RESULTS/.lock` for the run; refuse when another run holds it.
+
+    A POSIX record lock (`lockf`), not `flock`: forked grading workers do not inherit it, so a
+    run killed with `kill -9` frees the lock at once even while its orphaned workers wind down.
+    """
     results.mkdir(parents=True, exist_ok=True)
+    key = str(results.resolve())
+    if key in _HELD:  # a POSIX lock never refuses its own process: guard that case here
+        raise CheckerError(f"{results} is being graded by another run in this process; wait for it")
     handle = (results / ".lock").open("a+")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
@@ -227,10 +237,12 @@ def locked(results: Path) -> Iterator[None]:
     handle.truncate()
     handle.write(f"pid {os.getpid()}")
     handle.flush()
+    _HELD.add(key)
     try:
         yield
     finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
+        _HELD.discard(key)
+        fcntl.lockf(handle, fcntl.LOCK_UN)
         handle.close()
 
 

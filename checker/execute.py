@@ -48,7 +48,7 @@ def _validate(path: Path) -> str | None:
         nbformat.validate(nb)
     except UnicodeDecodeError:
         return f"{path.name}: expected a UTF-8 notebook, found other bytes"
-    except (ValueError, nbformat.ValidationError) as exc:
+    except Exception as exc:  # nbformat raises ValueError, TypeError, KeyError... on bad input
         first = (
             str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
         )
@@ -127,6 +127,7 @@ def _child(copies: Path, workspace: Path, timeout: float) -> None:
         {},
         log=lambda _: None,
         execution_timeout=timeout,
+        overlap=False,  # papermill owns each kernel, so a timed-out or dead kernel is reaped
     )
     summary = [
         {
