@@ -1,0 +1,94 @@
+"""Batch grading throughput: `checker grade` on N learners with --jobs 1 and --jobs 2, one run.
+
+    python bench/grade_speed.py [--workspace build/demo/workspace] [--n 200] [--n 1000]
+
+Builds N learners by copying a workspace (the demo workspace after `make demo`, else a foundation
+workspace built from the real data) and varying them: every fifth learner has one artifact broken,
+so failing paths are timed too. Prints workspaces per second for each --jobs, their ratio, and the
+peak RSS of a grading worker (flat as N grows means nothing accumulates per learner).
+Goals (issue 5): >= 40 workspaces/s with 2 jobs; <= 300 MB per worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def make_cohort(template: Path, root: Path, n: int) -> Path:
+    subs = root / f"subs-{n}"
+    for i in range(n):
+        learner = subs / f"learner-{i:04d}"
+        shutil.copytree(template, learner, symlinks=True)
+        if i % 5 == 4:  # vary: one broken artifact per fifth learner
+            broken = ["lifecycle_map.yaml", "data/manifest.json", "mlflow.db"][i % 3]
+            path = learner / broken
+            if path.exists():
+                path.write_text("broken by bench\n")
+    return subs
+
+
+def run(subs: Path, out: Path, jobs: int) -> tuple[float, float]:
+    """Wall seconds of one `python -m checker grade`, and the peak worker RSS in MB."""
+    script = (
+        "import resource, sys, time; from pathlib import Path\n"
+        "from checker.batch import grade\n"
+        "class Quiet:\n"
+        "    def __init__(self, total): pass\n"
+        "    def update(self, failed): pass\n"
+        "    def close(self): pass\n"
+        "start = time.perf_counter()\n"
+        f"grade(Path({str(subs)!r}), Path({str(out)!r}), jobs={jobs}, progress=Quiet)\n"
+        "print(time.perf_counter() - start)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    seconds, rss = done.stdout.split()
+    return float(seconds), float(rss)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workspace", type=Path, default=ROOT / "build" / "demo" / "workspace")
+    parser.add_argument(
+        "--n", type=int, action="append", help="cohort sizes (default 200 and 1000)"
+    )
+    args = parser.parse_args()
+    sizes = args.n or [200, 1000]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        template = args.workspace
+        if not (template / "data" / "manifest.json").is_file():
+            from builders import build_workspace
+
+            print(
+                f"no workspace at {template}; building a foundation workspace (run `make demo` for all checks)"
+            )
+            template = build_workspace(root / "template")
+        print(f"template: {template}")
+        for n in sizes:
+            subs = make_cohort(template, root, n)
+            figures = {}
+            for jobs in (1, 2):
+                seconds, rss = run(subs, root / f"out-{n}-{jobs}", jobs)
+                figures[jobs] = n / seconds
+                print(
+                    f"N={n:<5} --jobs {jobs}: {n / seconds:7.1f} workspaces/s ({seconds:6.1f} s), peak worker RSS {rss:6.1f} MB"
+                )
+            print(f"N={n:<5} speed-up jobs2/jobs1 = {figures[2] / figures[1]:.2f}x")
+            shutil.rmtree(subs)
+
+
+if __name__ == "__main__":
+    main()
