@@ -12,12 +12,10 @@ Goals (issue 5): >= 40 workspaces/s with 2 jobs; <= 300 MB per worker.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
