@@ -1,0 +1,95 @@
+"""The cost of notebooks: the stage chain as notebooks (papermill) vs as plain Python scripts.
+
+    python bench/chain_speed.py [--full] [--repeat 1]
+
+(a) runs the stage solutions with `checker.chain.run_chain` (one process, papermill, the next
+kernel started while the current notebook runs); (b) runs the same notebooks' code, parameterized
+the same way and exported with nbconvert, as one `python script.py` per notebook. Both at the CI
+sample size into fresh workspaces, in the same run, and the ratio (a)/(b) is printed.
+Goal (issue 3): (a)/(b) <= 1.15.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from checker.chain import CI_PARAMETERS, DATA_DIR, run_chain, stage_notebooks  # noqa: E402
+
+PRELUDE = "from IPython.display import display  # noqa\n"
+
+
+def export_scripts(notebooks: list[Path], workspace: Path, params: dict, out: Path) -> list[Path]:
+    """Parameterize each notebook as papermill would, then export its code to a script."""
+    import nbformat
+    import papermill as pm
+    from nbconvert import PythonExporter
+
+    scripts = []
+    for notebook in notebooks:
+        prepared = out / f"prepared-{notebook.name}"
+        pm.execute_notebook(
+            str(notebook),
+            str(prepared),
+            parameters={"WORKSPACE": str(workspace), "DATA_DIR": str(DATA_DIR)} | params,
+            prepare_only=True,
+            progress_bar=False,
+        )
+        code, _ = PythonExporter().from_notebook_node(nbformat.read(prepared, as_version=4))
+        script = out / (notebook.stem + ".py")
+        script.write_text(PRELUDE + code, encoding="utf-8")
+        scripts.append(script)
+    return scripts
+
+
+def run_scripts(scripts: list[Path], cwd: Path) -> float:
+    env = os.environ | {"MPLBACKEND": "Agg", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    start = time.perf_counter()
+    for script in scripts:
+        done = subprocess.run(
+            [sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"{script.name} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--full", action="store_true", help="all data and epochs, not the CI sample"
+    )
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    params = {} if args.full else CI_PARAMETERS
+    notebooks = [p for p in stage_notebooks() if p.name[:2] <= "07"]
+    for i in range(args.repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            scripts = export_scripts(notebooks, root / "ws-b", params, root)
+            b = run_scripts(scripts, notebooks[0].parent)
+            start = time.perf_counter()
+            runs = run_chain(
+                notebooks, root / "ws-a", root / "executed", params, log=lambda _: None
+            )
+            a = time.perf_counter() - start
+            failed = [r for r in runs if r.error]
+            if failed:
+                raise SystemExit(f"(a) failed: {failed[0].notebook}: {failed[0].error}")
+            print(
+                f"run {i + 1}: (a) notebooks {a:6.1f} s   (b) scripts {b:6.1f} s   (a)/(b) = {a / b:.2f}"
+            )
+            for r in runs:
+                print(f"    {r.notebook:<36} {r.seconds:6.1f} s")
+
+
+if __name__ == "__main__":
+    main()
