@@ -15,7 +15,6 @@ c.CourseDirectory.course_id = "model-lifecycle"
 c.CourseDirectory.root = "."
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
-c.CourseDirectory.db_assignments = [{"name": "lifecycle"}]
 
 # Learner versions carry no outputs, like every committed notebook.
 c.ClearOutput.enabled = True
