@@ -8,8 +8,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 MAX_SCHEMA_MESSAGES = 8
 
 
@@ -21,7 +19,11 @@ def schema(name: str) -> dict:
 
 
 @cache
-def _validator(name: str) -> Draft202012Validator:
+def _validator(name: str):  # noqa: ANN202 - a jsonschema validator
+    # Imported here: jsonschema takes seconds to import on a small machine, and a notebook's
+    # set-up cell imports `checker` long before it validates anything.
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(schema(name))
 
 
