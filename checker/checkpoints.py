@@ -223,8 +223,12 @@ def _check_resumed(
                 )
                 ok = False
         if epoch is not None:
+            # The per-epoch history (val_*, train_*): later stages may log other metrics on the
+            # run (stage 04 logs test_* at step 0 on the model it evaluates).
             first = store.query(
-                "SELECT key, MIN(step) FROM metrics WHERE run_uuid = ? GROUP BY key ORDER BY key",
+                "SELECT key, MIN(step) FROM metrics WHERE run_uuid = ? "
+                "AND (key LIKE 'val\\_%' ESCAPE '\\' OR key LIKE 'train\\_%' ESCAPE '\\') "
+                "GROUP BY key ORDER BY key",
                 (run_id,),
             )
             early = [(key, step) for key, step in first if step <= epoch]

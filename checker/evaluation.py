@@ -1,1 +1,545 @@
-"""(being written for issue 3)"""
+"""`evaluation/`: the one evaluation of the chosen model on the test split, and the `evaluated`
+check.
+
+The check trusts no number in `evaluation/report.json`. It reads `evaluation/predictions.csv`,
+makes sure its rows are the test split's rows with the test split's labels and groups, and
+recomputes from them every metric, the confusion matrix, the calibration bins, recall at the
+budget, the per-group metrics and their gaps; it recomputes the KS statistics of the drift section
+from the split files. The metrics are written here with numpy (importing `sklearn.metrics` would
+cost a second per workspace in batch grading); tests/test_evaluation.py holds them to scikit-learn.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import Counter
+
+import numpy as np
+
+from checker.contract import schema_problems
+from checker.errors import Invalid
+from checker.manifest import read_split
+from checker.registry import Problems, check
+from checker.store import open_store
+from checker.workspace import Workspace
+
+PREDICTIONS = "evaluation/predictions.csv"
+REPORT = "evaluation/report.json"
+PROBLEM = "problem.yaml"
+MANIFEST = "data/manifest.json"
+STORE = "mlflow.db"
+STAGE = "04-evaluation.ipynb (section 'Evaluate once on the test split')"
+TOLERANCE = 1e-6
+MAX_PREDICTIONS_BYTES = 50_000_000
+GROUP_ATTRIBUTES = ("gender", "disability", "imd_band", "age_band")
+PREDICTION_COLUMNS = ("id_student", "code_presentation", "y_true", "y_score", "y_pred")
+MISSING_GROUP = "missing"  # the group name of a learner whose attribute is not recorded
+CALIBRATION_BINS = 10
+MAX_EXAMPLES = 3
+
+
+# --- Metrics, numpy only; each matches scikit-learn (tests/test_evaluation.py holds them to it).
+
+
+def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """Area under the ROC curve: the Mann-Whitney statistic with average ranks for ties."""
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)
+    average_rank = upper - (counts - 1) / 2.0
+    ranks = average_rank[inverse]
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def _ranked(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative true and false positives at each distinct score, highest score first."""
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s) - 1]
+    tps = np.cumsum(y_sorted)[last]
+    fps = (last + 1) - tps
+    return s_sorted[last], tps, fps
+
+
+def average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """PR-AUC as average precision: the sum over thresholds of precision x gain in recall."""
+    _, tps, fps = _ranked(y, s)
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def brier(y: np.ndarray, s: np.ndarray) -> float:
+    return float(np.mean((s - y) ** 2))
+
+
+def confusion(y: np.ndarray, p: np.ndarray) -> dict[str, int]:
+    return {
+        "tn": int(np.sum((y == 0) & (p == 0))),
+        "fp": int(np.sum((y == 0) & (p == 1))),
+        "fn": int(np.sum((y == 1) & (p == 0))),
+        "tp": int(np.sum((y == 1) & (p == 1))),
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0  # scikit-learn's zero_division=0
+
+
+def label_metrics(cm: dict[str, int]) -> dict[str, float]:
+    """accuracy, precision, recall, f1 and selection_rate of hard predictions (0 when undefined)."""
+    tn, fp, fn, tp = cm["tn"], cm["fp"], cm["fn"], cm["tp"]
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    return {
+        "accuracy": _ratio(tp + tn, tn + fp + fn + tp),
+        "precision": precision,
+        "recall": recall,
+        "f1": _ratio(2 * precision * recall, precision + recall),
+        "selection_rate": _ratio(tp + fp, tn + fp + fn + tp),
+    }
+
+
+def recall_at_k(y: np.ndarray, s: np.ndarray, k: int) -> tuple[float, float]:
+    """Recall among the k highest scores, as (lowest, highest) over the ways to break ties at the
+    cut; the two are equal when no tie straddles the k-th score."""
+    positives = y.sum()
+    k = max(1, min(len(s), k))
+    cut = np.sort(s)[::-1][k - 1]
+    above, tied = s > cut, s == cut
+    taken = k - int(above.sum())
+    pos_above, pos_tied = int(y[above].sum()), int(y[tied].sum())
+    neg_tied = int(tied.sum()) - pos_tied
+    low = pos_above + max(0, taken - neg_tied)
+    high = pos_above + min(taken, pos_tied)
+    return low / positives, high / positives
+
+
+def recall_at_budget_range(y: np.ndarray, s: np.ndarray, budget: float) -> tuple[float, float]:
+    """The values recall at budget may take: tutors call `budget x rows` learners, a count that is
+    rarely whole. Rounding it down or up, counting a fractional call (stage 01's function) or
+    breaking ties at the cut either way all land between the recall of the floor(budget x rows)
+    top learners with ties broken against, and of the ceil(budget x rows) with ties broken for."""
+    calls = budget * len(y)
+    low, _ = recall_at_k(y, s, math.floor(calls))
+    _, high = recall_at_k(y, s, math.ceil(calls))
+    return float(low), float(high)
+
+
+def calibration_bins(y: np.ndarray, s: np.ndarray, bins: int = CALIBRATION_BINS) -> list[dict]:
+    """Equal-width bins on [0, 1] (each (lower, upper], the first one closed), non-empty ones only,
+    as `sklearn.calibration.calibration_curve(strategy="uniform")` bins them."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.searchsorted(edges[1:-1], s, side="left")
+    out = []
+    for i in range(bins):
+        mask = index == i
+        if mask.any():
+            out.append(
+                {
+                    "lower": float(edges[i]),
+                    "upper": float(edges[i + 1]),
+                    "count": int(mask.sum()),
+                    "mean_score": float(s[mask].mean()),
+                    "fraction_positive": float(y[mask].mean()),
+                }
+            )
+    return out
+
+
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic (scipy.stats.ks_2samp's `statistic`)."""
+    a, b = np.sort(a), np.sort(b)
+    both = np.concatenate([a, b])
+    cdf_a = np.searchsorted(a, both, side="right") / len(a)
+    cdf_b = np.searchsorted(b, both, side="right") / len(b)
+    return float(np.max(np.abs(cdf_a - cdf_b)))
+
+
+def group_labels(values) -> np.ndarray:  # noqa: ANN001 - a pandas Series
+    """Group names as strings; a missing value is its own group, `missing`."""
+    return values.astype(object).where(values.notna(), MISSING_GROUP).astype(str).to_numpy()
+
+
+def group_metric(
+    y: np.ndarray, p: np.ndarray, groups: np.ndarray, metric: str, min_positives: int
+) -> tuple[dict[str, float], dict[str, int]]:
+    """`metric` per group with at least `min_positives` positive learners, and every group's count
+    of positives."""
+    values, positives = {}, {}
+    for name in sorted(set(groups)):
+        mask = groups == name
+        positives[name] = int(y[mask].sum())
+        if positives[name] >= min_positives:
+            values[name] = label_metrics(confusion(y[mask], p[mask]))[metric]
+    return values, positives
+
+
+# --- Reading the artifacts.
+
+
+def _close(found: object, expected: float) -> bool:
+    return (
+        isinstance(found, int | float)
+        and not isinstance(found, bool)
+        and abs(float(found) - expected) <= TOLERANCE
+    )
+
+
+def _examples(items) -> str:  # noqa: ANN001
+    items = list(items)
+    more = ", ..." if len(items) > MAX_EXAMPLES else ""
+    return ", ".join(str(i) for i in items[:MAX_EXAMPLES]) + more
+
+
+def read_predictions(ws: Workspace):  # noqa: ANN201 - a pandas DataFrame
+    import pandas as pd
+
+    path = ws.resolve(PREDICTIONS, what=PREDICTIONS, max_bytes=MAX_PREDICTIONS_BYTES)
+    text = {"code_presentation": str} | dict.fromkeys(GROUP_ATTRIBUTES, str)
+    try:
+        return pd.read_csv(io.BytesIO(path.read_bytes()), dtype=text, low_memory=False)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise Invalid(
+            f"{PREDICTIONS}: expected a readable CSV with a header row, found: {first}"
+        ) from None
+
+
+def _column_problems(frame, attributes: list[str]) -> Problems:  # noqa: ANN001
+    import pandas as pd
+
+    wanted = [*PREDICTION_COLUMNS, *attributes]
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        yield (
+            f"{PREDICTIONS}: columns: expected {', '.join(wanted)}, found no {', '.join(missing)}"
+        )
+        return
+    if len(frame) == 0:
+        yield f"{PREDICTIONS}: rows: expected one row per learner of the test split, found none"
+        return
+    for column in ("id_student", "y_true", "y_pred"):
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        bad = ~numbers.isin([0, 1]) if column != "id_student" else numbers.isna()
+        bad |= numbers.isna() | (numbers != numbers.round())
+        if bad.any():
+            expected = "an integer" if column == "id_student" else "0 or 1"
+            yield (
+                f"{PREDICTIONS}: {column}: expected {expected} on every row, found "
+                f"{int(bad.sum())} other values (for example {_examples(frame[column][bad])})"
+            )
+    scores = pd.to_numeric(frame["y_score"], errors="coerce")
+    bad = scores.isna() | ~np.isfinite(scores) | (scores < 0) | (scores > 1)
+    if bad.any():
+        yield (
+            f"{PREDICTIONS}: y_score: expected a probability in [0, 1] on every row, found "
+            f"{int(bad.sum())} missing, non-numeric or out-of-range values "
+            f"(for example {_examples(frame['y_score'][bad])})"
+        )
+    if frame["code_presentation"].isna().any():
+        yield f"{PREDICTIONS}: code_presentation: expected a presentation on every row, found blanks"
+
+
+def _test_split(ws: Workspace) -> tuple[dict, object, str, str]:
+    manifest = ws.read_json(MANIFEST)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
+        raise Invalid(f"{MANIFEST}: splits: expected an object naming the split files, found none")
+    test = manifest["splits"].get("test")
+    if not isinstance(test, dict) or not isinstance(test.get("path"), str):
+        raise Invalid(f"{MANIFEST}: splits.test.path: expected the test split's file, found none")
+    rel = test["path"]
+    frame = read_split(ws.resolve(rel, what=f"{MANIFEST}: splits.test.path"), rel)
+    key = manifest.get("key") if isinstance(manifest.get("key"), str) else "id_student"
+    label = manifest.get("label") if isinstance(manifest.get("label"), str) else "at_risk"
+    for column in (key, "code_presentation", label):
+        if column not in frame.columns:
+            raise Invalid(f"{rel}: columns: expected a column {column!r}, found none")
+    return manifest, frame, key, label
+
+
+def _rows(*columns) -> Counter:  # noqa: ANN002
+    return Counter(zip(*columns, strict=True))
+
+
+def _split_problems(pred, split, key: str, label: str, rel: str, attributes: list[str]) -> Problems:  # noqa: ANN001
+    """The predictions are the test split's rows (as a multiset of learner and presentation), with
+    its labels and its group attributes."""
+    ids_p = (pred["id_student"].astype("int64").to_numpy(), pred["code_presentation"].to_numpy())
+    ids_s = (
+        split[key].astype("int64").to_numpy(),
+        split["code_presentation"].astype(str).to_numpy(),
+    )
+    have, want = _rows(*ids_p), _rows(*ids_s)
+    if have != want:
+        extra, absent = have - want, want - have
+
+        def some(rows: Counter) -> str:
+            return f" (for example {_examples(f'{i}/{p}' for i, p in rows)})" if rows else ""
+
+        yield (
+            f"{PREDICTIONS}: id_student, code_presentation: expected the {len(split)} rows of the "
+            f"test split ({rel}), found {len(pred)} rows; {sum(extra.values())} not in the test "
+            f"split{some(extra)}, {sum(absent.values())} test rows missing{some(absent)}"
+        )
+        return
+    y_split = split[label]
+    if not y_split.isin([0, 1]).all():
+        raise Invalid(f"{rel}: {label}: expected 0 or 1 on every row, found other values")
+    differ = _rows(*ids_p, pred["y_true"].astype("int64").to_numpy()) - _rows(
+        *ids_s, y_split.astype("int64").to_numpy()
+    )
+    if differ:
+        yield (
+            f"{PREDICTIONS}: y_true: expected the test split's {label} on every row, found "
+            f"{sum(differ.values())} rows that differ (for example id_student/presentation "
+            f"{_examples(f'{i}/{p}' for i, p, _ in differ)})"
+        )
+    for attribute in attributes:
+        if attribute not in split.columns:
+            yield f"{rel}: columns: expected a column {attribute!r} to group learners by, found none"
+            continue
+        differ = _rows(*ids_p, group_labels(pred[attribute])) - _rows(
+            *ids_s, group_labels(split[attribute])
+        )
+        if differ:
+            yield (
+                f"{PREDICTIONS}: {attribute}: expected the test split's {attribute} on every row, "
+                f"found {sum(differ.values())} rows that differ"
+            )
+
+
+def _metric_problems(report: dict, y: np.ndarray, s: np.ndarray, p: np.ndarray) -> Problems:
+    source = f"(recomputed from {PREDICTIONS})"
+    cm = confusion(y, p)
+    for name, value in cm.items():
+        found = report["confusion_matrix"][name]
+        if found != value:
+            yield f"{REPORT}: confusion_matrix.{name}: expected {value} {source}, found {found}"
+    recomputed = label_metrics(cm) | {"brier": brier(y, s)}
+    if 0 < y.sum() < len(y):
+        recomputed |= {"roc_auc": roc_auc(y, s), "pr_auc": average_precision(y, s)}
+    else:
+        yield f"{PREDICTIONS}: y_true: expected both classes (0 and 1) in the test split, found one"
+    for name, value in recomputed.items():
+        if name in report["metrics"] and not _close(report["metrics"][name], value):
+            yield f"{REPORT}: metrics.{name}: expected {value:.6f} {source}, found {report['metrics'][name]!r}"
+    if y.sum() == 0:
+        return
+    found = report["metrics"]["recall_at_budget"]
+    low, high = recall_at_budget_range(y, s, report["budget"])
+    if not low - TOLERANCE <= found <= high + TOLERANCE:
+        value = f"{low:.6f}" if high - low < TOLERANCE else f"between {low:.6f} and {high:.6f}"
+        yield (
+            f"{REPORT}: metrics.recall_at_budget: expected {value}, the recall among the "
+            f"{report['budget']} x {len(y)} learners with the highest y_score {source}, "
+            f"found {found!r}"
+        )
+
+
+def _calibration_problems(report: dict, y: np.ndarray, s: np.ndarray) -> Problems:
+    expected = calibration_bins(y, s)
+    found = report["calibration"]["bins"]
+    field = f"{REPORT}: calibration.bins"
+    if [round(b["lower"], 6) for b in found] != [round(b["lower"], 6) for b in expected]:
+        yield (
+            f"{field}: expected the non-empty bins of width 0.1 starting at "
+            f"{[round(b['lower'], 1) for b in expected]}, found bins starting at "
+            f"{[b['lower'] for b in found]}"
+        )
+        return
+    for i, (have, want) in enumerate(zip(found, expected, strict=True)):
+        for name in ("upper", "count", "mean_score", "fraction_positive"):
+            if not _close(have[name], want[name]):
+                yield f"{field}[{i}].{name}: expected {want[name]:.6g} (recomputed from {PREDICTIONS}), found {have[name]!r}"
+
+
+def _group_problems(report: dict, pred, y: np.ndarray, p: np.ndarray, limit) -> Problems:  # noqa: ANN001
+    for attribute, entry in report["groups"].items():
+        field = f"{REPORT}: groups.{attribute}"
+        labels = group_labels(pred[attribute])
+        values, positives = group_metric(y, p, labels, entry["metric"], entry["min_positives"])
+        if set(entry["values"]) != set(values):
+            yield (
+                f"{field}.values: expected the groups with at least {entry['min_positives']} "
+                f"positive learners {sorted(values)}, found {sorted(entry['values'])} "
+                f"(positives per group: {positives})"
+            )
+            continue
+        for group, value in values.items():
+            if not _close(entry["values"][group], value):
+                yield (
+                    f"{field}.values.{group}: expected {value:.6f} ({entry['metric']} recomputed "
+                    f"from {PREDICTIONS}), found {entry['values'][group]!r}"
+                )
+        gap = max(values.values()) - min(values.values()) if values else 0.0
+        if not _close(entry["gap"], gap):
+            yield (
+                f"{field}.gap: expected {gap:.6f} (the largest minus the smallest recomputed "
+                f"{entry['metric']}), found {entry['gap']!r}"
+            )
+        if limit is not None and not _close(entry["max_gap"], limit):
+            yield f"{field}.max_gap: expected {limit} ({PROBLEM} constraints.max_fairness_gap), found {entry['max_gap']!r}"
+        elif entry["max_gap"] is not None and entry["within_limit"] != (gap <= entry["max_gap"]):
+            yield (
+                f"{field}.within_limit: expected {str(gap <= entry['max_gap']).lower()} (gap "
+                f"{gap:.4f} against max_gap {entry['max_gap']}), found {entry['within_limit']!r}"
+            )
+
+
+def _robustness_problems(report: dict) -> Problems:
+    for name in ("roc_auc", "recall_at_budget"):
+        found = report["robustness"]["clean"][name]
+        expected = report["metrics"][name]
+        if not _close(found, expected):
+            yield (
+                f"{REPORT}: robustness.clean.{name}: expected {expected!r} (metrics.{name}: the "
+                f"clean scenario is the unperturbed test split), found {found!r}"
+            )
+
+
+def _drift_problems(ws: Workspace, report: dict, manifest: dict, frames: dict) -> Problems:
+    drift = report["drift"]
+    splits = manifest["splits"]
+    names = [drift["reference"], *drift["splits"]]
+    for name in names:
+        if name not in splits:
+            yield f"{REPORT}: drift: expected splits named in {MANIFEST} {sorted(splits)}, found {name!r}"
+            return
+    for name in names:
+        if name not in frames:
+            rel = splits[name].get("path") if isinstance(splits[name], dict) else None
+            frames[name] = read_split(
+                ws.resolve(rel, what=f"{MANIFEST}: splits.{name}.path"), str(rel)
+            )
+    reference = frames[drift["reference"]]
+    for name, entry in drift["splits"].items():
+        current = frames[name]
+        for feature, stats in entry["features"].items():
+            field = f"{REPORT}: drift.splits.{name}.features.{feature}"
+            columns = (reference.get(feature), current.get(feature))
+            if any(c is None or c.dtype.kind not in "iuf" for c in columns):
+                yield f"{field}: expected a numeric column of both {drift['reference']} and {name}, found none"
+                continue
+            a, b = (c.dropna().to_numpy(dtype=float) for c in columns)
+            if not len(a) or not len(b):
+                continue
+            stat = ks_statistic(a, b)
+            if not _close(stats["ks_stat"], stat):
+                yield f"{field}.ks_stat: expected {stat:.6f} (recomputed from the split files), found {stats['ks_stat']!r}"
+        drifted = sorted(
+            f for f, st in entry["features"].items() if st["ks_pvalue"] < drift["alpha"]
+        )
+        if sorted(entry["drifted"]) != drifted:
+            yield (
+                f"{REPORT}: drift.splits.{name}.drifted: expected the features with ks_pvalue "
+                f"below alpha {drift['alpha']} {drifted}, found {sorted(entry['drifted'])}"
+            )
+
+
+def _problem_fields(ws: Workspace) -> dict:
+    """The fields of problem.yaml this check compares with; empty when there is no usable file
+    (problem_defined reports what is wrong with it)."""
+    if not ws.exists(PROBLEM):
+        return {}
+    try:
+        problem = ws.read_yaml(PROBLEM)
+    except Invalid:
+        return {}
+    success = problem.get("success") if isinstance(problem, dict) else None
+    constraints = problem.get("constraints") if isinstance(problem, dict) else None
+    fields = {}
+    if isinstance(success, dict):
+        for name in ("metric", "target", "budget"):
+            if name in success:
+                fields[name] = success[name]
+    if isinstance(constraints, dict) and "max_fairness_gap" in constraints:
+        fields["max_fairness_gap"] = constraints["max_fairness_gap"]
+    return fields
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _success_problems(report: dict, problem: dict) -> Problems:
+    success = report["success"]
+    if "metric" in problem and success["metric"] != problem["metric"]:
+        yield f"{REPORT}: success.metric: expected {problem['metric']!r} ({PROBLEM} success.metric), found {success['metric']!r}"
+    if _number(problem.get("target")) and not _close(success["target"], problem["target"]):
+        yield f"{REPORT}: success.target: expected {problem['target']!r} ({PROBLEM} success.target), found {success['target']!r}"
+    if _number(problem.get("budget")) and not _close(report["budget"], problem["budget"]):
+        yield f"{REPORT}: budget: expected {problem['budget']!r} ({PROBLEM} success.budget), found {report['budget']!r}"
+    value = report["metrics"][success["metric"]]
+    if not _close(success["value"], value):
+        yield f"{REPORT}: success.value: expected {value!r} (metrics.{success['metric']}), found {success['value']!r}"
+    met = success["value"] >= success["target"]
+    if success["met"] != met:
+        yield (
+            f"{REPORT}: success.met: expected {str(met).lower()} ({success['metric']} "
+            f"{success['value']} against target {success['target']}), found {str(success['met']).lower()}"
+        )
+
+
+def _model_problems(ws: Workspace, report: dict) -> Problems:
+    run_id, role = report["model"]["run_id"], report["model"]["role"]
+    with open_store(ws) as store:
+        store.require(("runs", "tags"))
+        rows = store.query(
+            "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?",
+            (run_id,),
+        )
+        if not rows:
+            yield f"{REPORT}: model.run_id: expected a run in {STORE}, found no run {run_id}"
+            return
+        tag = store.query("SELECT value FROM tags WHERE run_uuid = ? AND key = 'role'", (run_id,))
+        found = tag[0][0] if tag else None
+        if found != role:
+            yield f"{REPORT}: model.role: expected {found!r} (the run's tag role in {STORE}), found {role!r}"
+
+
+@check("evaluated", stage=STAGE)
+def evaluated(ws: Workspace) -> Problems:
+    """The report's every number recomputes from the predictions, which are the test split."""
+    report = ws.read_json(REPORT)
+    problems = schema_problems("evaluation_report", report, REPORT)
+    if problems:
+        yield from problems
+        return
+    pred = read_predictions(ws)
+    attributes = list(report["groups"])
+    problems = list(_column_problems(pred, attributes))
+    if problems:
+        yield from problems
+        return
+    manifest, split, key, label = _test_split(ws)
+    if report["data_version"] != manifest.get("version"):
+        yield f"{REPORT}: data_version: expected {manifest.get('version')} ({MANIFEST} version), found {report['data_version']}"
+    problems = list(
+        _split_problems(pred, split, key, label, manifest["splits"]["test"]["path"], attributes)
+    )
+    yield from problems
+    if problems:
+        return
+    y = pred["y_true"].to_numpy(dtype="int64")
+    s = pred["y_score"].to_numpy(dtype=float)
+    p = pred["y_pred"].to_numpy(dtype="int64")
+    threshold = report["threshold"]
+    wrong = int(np.sum(p != (s >= threshold)))
+    if wrong:
+        yield (
+            f"{PREDICTIONS}: y_pred: expected 1 where y_score >= threshold ({threshold} in "
+            f"{REPORT}) and 0 elsewhere, found {wrong} rows that differ"
+        )
+        return
+    yield from _metric_problems(report, y, s, p)
+    yield from _calibration_problems(report, y, s)
+    problem = _problem_fields(ws)
+    limit = problem.get("max_fairness_gap")
+    limit = limit if _number(limit) else None
+    yield from _group_problems(report, pred, y, p, limit)
+    yield from _robustness_problems(report)
+    yield from _success_problems(report, problem)
+    yield from _drift_problems(ws, report, manifest, {"test": split})
+    yield from _model_problems(ws, report)

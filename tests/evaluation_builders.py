@@ -1,0 +1,193 @@
+"""A valid `evaluation/` (stage 04) on top of a foundation workspace (`builders.build_workspace`).
+
+The report is computed the way 04-evaluation.ipynb computes it (scikit-learn, scipy and stage
+01's recall-at-budget function), independently of `checker.evaluation`'s numpy metrics, so the
+tests hold the checker's recomputation to the libraries the notebook uses. The scores are made up
+(a noisy function of the label, rounded so that ties occur): no model is trained.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from stage_builders_01 import write_problem
+
+PREDICTIONS = "evaluation/predictions.csv"
+REPORT = "evaluation/report.json"
+GROUPS = ["gender", "disability", "imd_band", "age_band"]
+BUDGET = 0.3
+MAX_GAP = 0.1
+MIN_POSITIVES = 10
+
+
+def recall_at_budget(y_true, score, budget: float) -> float:  # noqa: ANN001
+    """Stage 01's definition: fractional calls, ties picked at random (in expectation)."""
+    y = np.asarray(y_true, dtype=float)
+    s = np.asarray(score, dtype=float)
+    calls = budget * len(y)
+    found = taken = 0.0
+    for value in np.unique(s)[::-1]:
+        tied = s == value
+        take = min(tied.sum(), calls - taken)
+        if take <= 0:
+            break
+        found += y[tied].sum() * take / tied.sum()
+        taken += take
+    return float(found / y.sum())
+
+
+def candidate_run(ws: Path) -> str:
+    """Tag the store's first run `role=candidate`, `best=true` (as stage 03 does); its id."""
+    connection = sqlite3.connect(ws / "mlflow.db")
+    try:
+        (run_id,) = connection.execute(
+            "SELECT run_uuid FROM runs ORDER BY start_time, run_uuid LIMIT 1"
+        ).fetchone()
+        connection.executemany(
+            "INSERT OR REPLACE INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
+            [("role", "candidate", run_id), ("best", "true", run_id)],
+        )
+        connection.commit()
+    finally:
+        connection.close()
+    return run_id
+
+
+def scores_for(y: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    logit = 1.6 * (y - 0.5) + rng.normal(0, 1.0, len(y))
+    return np.round(1 / (1 + np.exp(-logit)), 3)  # 3 decimals: ties, as a tree model makes
+
+
+def group_entry(predictions: pd.DataFrame, attribute: str) -> dict:
+    from sklearn.metrics import recall_score
+
+    labels = predictions[attribute].fillna("missing").astype(str)
+    values = {}
+    for group, rows in predictions.groupby(labels):
+        if rows["y_true"].sum() >= MIN_POSITIVES:
+            values[group] = float(recall_score(rows["y_true"], rows["y_pred"]))
+    gap = max(values.values()) - min(values.values())
+    return {
+        "metric": "recall",
+        "min_positives": MIN_POSITIVES,
+        "values": values,
+        "gap": gap,
+        "max_gap": MAX_GAP,
+        "within_limit": gap <= MAX_GAP,
+    }
+
+
+def drift_section(splits: dict[str, pd.DataFrame], features: list[str]) -> dict:
+    from scipy.stats import ks_2samp
+
+    drift: dict = {"reference": "train", "alpha": 0.01, "splits": {}}
+    for name in ("test", "production"):
+        stats = {}
+        for column in features:
+            result = ks_2samp(splits["train"][column].dropna(), splits[name][column].dropna())
+            stats[column] = {"ks_stat": float(result.statistic), "ks_pvalue": float(result.pvalue)}
+        drifted = sorted(c for c, s in stats.items() if s["ks_pvalue"] < drift["alpha"])
+        drift["splits"][name] = {"features": stats, "drifted": drifted}
+    return drift
+
+
+def build_evaluation(ws: Path, seed: int = 4) -> dict:
+    """Write problem.yaml (if absent), evaluation/predictions.csv and evaluation/report.json."""
+    from sklearn import metrics as skm
+    from sklearn.calibration import calibration_curve
+
+    if not (ws / "problem.yaml").exists():
+        write_problem(ws)
+    manifest = json.loads((ws / "data" / "manifest.json").read_text(encoding="utf-8"))
+    splits = {n: pd.read_csv(ws / s["path"]) for n, s in manifest["splits"].items()}
+    test = splits["test"]
+    y_true = test["at_risk"].to_numpy()
+    y_score = scores_for(y_true, seed)
+    threshold = float(np.quantile(y_score, 1 - BUDGET))
+    y_pred = (y_score >= threshold).astype(int)
+    predictions = pd.DataFrame(
+        {
+            "id_student": test["id_student"],
+            "code_presentation": test["code_presentation"],
+            "y_true": y_true,
+            "y_score": y_score,
+            "y_pred": y_pred,
+        }
+    ).join(test[GROUPS])
+    tn, fp, fn, tp = (int(v) for v in skm.confusion_matrix(y_true, y_pred).ravel())
+    metrics = {
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "precision": float(skm.precision_score(y_true, y_pred, zero_division=0)),
+        "recall": float(skm.recall_score(y_true, y_pred)),
+        "f1": float(skm.f1_score(y_true, y_pred)),
+        "roc_auc": float(skm.roc_auc_score(y_true, y_score)),
+        "pr_auc": float(skm.average_precision_score(y_true, y_score)),
+        "brier": float(skm.brier_score_loss(y_true, y_score)),
+        "recall_at_budget": recall_at_budget(y_true, y_score, BUDGET),
+    }
+    fraction, mean_score = calibration_curve(y_true, y_score, n_bins=10)
+    edges = np.linspace(0, 1, 11)
+    index = np.searchsorted(edges[1:-1], y_score)
+    counts = np.bincount(index, minlength=10)
+    occupied = [i for i in range(10) if counts[i]]
+    calibration = {
+        "bins": [
+            {
+                "lower": float(edges[i]),
+                "upper": float(edges[i + 1]),
+                "count": int(counts[i]),
+                "mean_score": float(m),
+                "fraction_positive": float(f),
+            }
+            for i, m, f in zip(occupied, mean_score, fraction, strict=True)
+        ]
+    }
+    clean = {k: metrics[k] for k in ("roc_auc", "recall_at_budget")}
+    report = {
+        "model": {"run_id": candidate_run(ws), "role": "candidate"},
+        "split": "test",
+        "data_version": manifest["version"],
+        "threshold": threshold,
+        "budget": BUDGET,
+        "metrics": metrics,
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        "calibration": calibration,
+        "success": {
+            "metric": "recall_at_budget",
+            "target": 0.5,
+            "value": metrics["recall_at_budget"],
+            "met": metrics["recall_at_budget"] >= 0.5,
+        },
+        "groups": {a: group_entry(predictions, a) for a in GROUPS},
+        "robustness": {
+            "clean": {"description": "the test split as it is", **clean},
+            "gaussian_noise": {"roc_auc": metrics["roc_auc"] - 0.01, "recall_at_budget": 0.5},
+            "unseen_category": {"roc_auc": None, "recall_at_budget": None, "error": "ValueError"},
+        },
+        "drift": drift_section(splits, ["num_of_prev_attempts", "studied_credits"]),
+    }
+    (ws / "evaluation").mkdir(exist_ok=True)
+    predictions.to_csv(ws / PREDICTIONS, index=False)
+    write_report(ws, report)
+    return report
+
+
+def load_report(ws: Path) -> dict:
+    return json.loads((ws / REPORT).read_text(encoding="utf-8"))
+
+
+def write_report(ws: Path, report: dict) -> None:
+    (ws / REPORT).write_text(json.dumps(report, indent=2, allow_nan=False), encoding="utf-8")
+
+
+def load_predictions(ws: Path) -> pd.DataFrame:
+    return pd.read_csv(ws / PREDICTIONS, dtype={a: str for a in GROUPS})
+
+
+def write_predictions(ws: Path, frame: pd.DataFrame) -> None:
+    frame.to_csv(ws / PREDICTIONS, index=False)
