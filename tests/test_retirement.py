@@ -1,0 +1,345 @@
+"""The `retired` check: a valid retirement passes in both branches of stage 07; each broken trace
+(registry, archive, model card) fails with a message that names it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hostile import deadline
+from retirement_builders import MODEL, build_retired_workspace, model_card, uri, write_sums
+
+import checker.retirement  # noqa: F401 - registers the check
+from checker.registry import CHECKS
+
+RETIRED = {"promoted": 1, "held": 3}
+TODAY = dt.date.today().isoformat()
+
+
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("retired")
+    return {b: build_retired_workspace(root / b / "workspace", b) for b in RETIRED}
+
+
+@pytest.fixture
+def ws(templates: dict[str, Path], tmp_path: Path) -> Path:
+    """A fresh copy of the `promoted` workspace: version 1 retired, champion -> 3."""
+    return Path(shutil.copytree(templates["promoted"], tmp_path / "workspace", symlinks=True))
+
+
+def client(ws: Path):  # noqa: ANN201
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri(ws))
+
+
+def messages(ws: Path) -> list[str]:
+    result = CHECKS["retired"](ws)
+    assert result.passed is (not result.messages)
+    return result.messages
+
+
+def one(ws: Path, *needles: str) -> str:
+    """The check fails, and one message contains every needle."""
+    found = messages(ws)
+    assert found, "the check passed"
+    hits = [m for m in found if all(n in m for n in needles)]
+    assert hits, f"no message with {needles}: {found}"
+    return hits[0]
+
+
+ARCHIVE = Path("archive") / f"{MODEL}-v1"
+
+
+# -- valid ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("branch", list(RETIRED))
+def test_a_valid_retirement_passes_in_both_branches(templates, branch):
+    result = CHECKS["retired"](templates[branch])
+    assert result.passed, result.messages
+    assert result.points == result.max_points == 10
+
+
+def test_the_check_never_modifies_the_workspace(ws):
+    def snapshot() -> dict[str, tuple[str, int]]:
+        return {
+            str(p.relative_to(ws)): (
+                hashlib.sha256(p.read_bytes()).hexdigest(),
+                p.stat().st_mtime_ns,
+            )
+            for p in sorted(ws.rglob("*"))
+            if p.is_file()
+        }
+
+    before = snapshot()
+    assert messages(ws) == []
+    (ws / ARCHIVE / "SHA256SUMS").write_text("", encoding="utf-8")  # a failing run neither
+    broken = snapshot()
+    assert messages(ws)
+    assert snapshot() == broken
+    assert before.keys() == broken.keys()
+
+
+def test_every_retired_version_needs_all_its_traces(ws):
+    client(ws).set_model_version_tag(MODEL, "2", "lifecycle_state", "retired")
+    client(ws).delete_registered_model_alias(MODEL, "challenger")
+    found = messages(ws)
+    assert any("archive/at-risk-day60-v2/SHA256SUMS" in m for m in found), found
+    assert any("found none naming version 2" in m for m in found), found
+    assert not any("version 1" in m for m in found), found
+
+
+# -- the registry --------------------------------------------------------------------------------
+
+
+def test_no_retired_version_fails(ws):
+    client(ws).delete_model_version_tag(MODEL, "1", "lifecycle_state")
+    message = one(ws, "expected a version of at-risk-day60 tagged lifecycle_state=retired")
+    assert "found none (versions: 1 (untagged), 2 (untagged), 3 (untagged))" in message
+
+
+def test_a_retired_version_that_still_has_an_alias_fails(ws):
+    client(ws).set_registered_model_alias(MODEL, "champion", "1")
+    one(ws, "registered_model_aliases", "expected no alias on retired version 1, found champion")
+
+
+def test_a_missing_champion_fails(ws):
+    client(ws).delete_registered_model_alias(MODEL, "champion")
+    one(ws, "expected alias 'champion' on at-risk-day60, found challenger->2")
+
+
+def test_a_champion_on_a_deleted_version_fails(ws):
+    with sqlite3.connect(ws / "mlflow.db") as db:
+        db.execute("UPDATE model_versions SET current_stage = 'Deleted_Internal' WHERE version = 3")
+    one(ws, "champion: expected a live version, found version 3, which was deleted")
+
+
+def test_a_champion_on_an_unregistered_version_fails(ws):
+    with sqlite3.connect(ws / "mlflow.db") as db:
+        db.execute("UPDATE registered_model_aliases SET version = 9 WHERE alias = 'champion'")
+    one(ws, "champion: expected an existing version of at-risk-day60, found version 9")
+
+
+def test_no_registered_model_fails(tmp_path):
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri=uri(tmp_path)).create_experiment("x")
+    one(tmp_path, "registered_models: expected a registered model named at-risk-day60")
+
+
+def test_no_store_fails(tmp_path):
+    one(tmp_path, "mlflow.db", "not found in the workspace")
+
+
+def test_a_store_that_is_not_sqlite_fails(ws):
+    (ws / "mlflow.db").write_text("not a database", encoding="utf-8")
+    one(ws, "mlflow.db: expected an sqlite database")
+
+
+# -- the archive ---------------------------------------------------------------------------------
+
+
+def test_a_changed_archive_file_fails(ws):
+    with (ws / ARCHIVE / "model.pkl").open("ab") as handle:
+        handle.write(b"tampered")
+    one(ws, "SHA256SUMS: line", "model.pkl: expected sha256", "(recomputed): the archive changed")
+
+
+def test_a_changed_mlmodel_is_reported_once(ws):
+    with (ws / ARCHIVE / "MLmodel").open("a", encoding="utf-8") as handle:
+        handle.write("model_id: m-someone-else\n")
+    found = messages(ws)
+    assert len(found) == 1 and "MLmodel: expected sha256" in found[0], found
+
+
+def test_a_missing_archive_fails(ws):
+    shutil.rmtree(ws / ARCHIVE)
+    one(ws, "archive/at-risk-day60-v1/SHA256SUMS: expected the archive of retired version 1")
+
+
+def test_a_listed_file_that_is_missing_fails(ws):
+    (ws / ARCHIVE / "conda.yaml").unlink()
+    one(ws, "SHA256SUMS: line", "file archive/at-risk-day60-v1/conda.yaml not found")
+
+
+@pytest.mark.parametrize("path", ["../../data/train.csv.gz", "/etc/hostname", "../v2/MLmodel"])
+def test_a_path_escaping_the_archive_fails(ws, path):
+    with (ws / ARCHIVE / "SHA256SUMS").open("a", encoding="utf-8") as handle:
+        handle.write(f"{'0' * 64}  {path}\n")
+    one(ws, "SHA256SUMS: line 7: expected a path inside archive/at-risk-day60-v1/", path)
+
+
+def test_a_symlink_out_of_the_workspace_fails(ws, tmp_path):
+    outside = tmp_path / "outside.pkl"
+    shutil.copy(ws / ARCHIVE / "model.pkl", outside)
+    (ws / ARCHIVE / "model.pkl").unlink()
+    (ws / ARCHIVE / "model.pkl").symlink_to(outside)
+    one(ws, "SHA256SUMS: line", "model.pkl leads outside the workspace")
+
+
+def test_a_symlink_to_the_live_artifacts_is_not_an_archive(ws):
+    live = next((ws / "mlartifacts").rglob("model.pkl"))
+    (ws / ARCHIVE / "model.pkl").unlink()
+    (ws / ARCHIVE / "model.pkl").symlink_to(live)
+    write_sums(ws / ARCHIVE)
+    one(ws, "expected a file inside archive/at-risk-day60-v1/", "(archive copies, not links)")
+
+
+def test_an_archive_folder_that_is_a_link_fails(ws):
+    source = next((ws / "mlartifacts").rglob("MLmodel")).parent
+    shutil.rmtree(ws / ARCHIVE)
+    (ws / ARCHIVE).symlink_to(source)
+    write_sums(source)
+    one(ws, "archive/at-risk-day60-v1: expected a folder of copies, found a link to mlartifacts")
+
+
+def test_a_fifo_in_the_archive_fails_without_hanging(ws):
+    (ws / ARCHIVE / "model.pkl").unlink()
+    os.mkfifo(ws / ARCHIVE / "model.pkl")
+    with deadline(10):
+        one(
+            ws,
+            "SHA256SUMS: line",
+            "expected archive/at-risk-day60-v1/model.pkl to be a regular file",
+        )
+
+
+def test_a_malformed_sums_line_fails(ws):
+    with (ws / ARCHIVE / "SHA256SUMS").open("a", encoding="utf-8") as handle:
+        handle.write("d41d8cd98f00b204e9800998ecf8427e  MLmodel\n")  # an md5, not a sha256
+    one(ws, "SHA256SUMS: line 7: expected '<64 hex digits>  <path>' (sha256sum format)")
+
+
+def test_an_empty_sums_file_fails(ws):
+    (ws / ARCHIVE / "SHA256SUMS").write_text("", encoding="utf-8")
+    one(ws, "expected the archived model files listed with their sha256, found none")
+
+
+def test_an_archive_without_the_mlmodel_file_fails(ws):
+    (ws / ARCHIVE / "MLmodel").unlink()
+    write_sums(ws / ARCHIVE)
+    one(ws, "expected the archived model's MLmodel file among the listed files")
+
+
+def test_an_archive_of_another_version_fails(ws, templates):
+    shutil.rmtree(ws / ARCHIVE)
+    shutil.copytree(templates["held"] / "archive" / f"{MODEL}-v3", ws / ARCHIVE)
+    one(ws, "archive/at-risk-day60-v1/MLmodel: model_id: expected m-", "holds another model")
+
+
+# -- the model card ------------------------------------------------------------------------------
+
+
+def card(ws: Path, entry: str) -> None:
+    text = model_card(1, "x", TODAY).replace(f"- version 1 retired on {TODAY}: x", entry)
+    (ws / "MODEL_CARD.md").write_text(text, encoding="utf-8")
+
+
+def test_a_missing_model_card_fails(ws):
+    (ws / "MODEL_CARD.md").unlink()
+    one(ws, "MODEL_CARD.md: expected a model card, found no such file")
+
+
+def test_a_card_without_a_retirement_section_fails(ws):
+    (ws / "MODEL_CARD.md").write_text("# Model card\n\n## Intended use\nTutors.\n", "utf-8")
+    one(ws, "MODEL_CARD.md: expected a section headed '## Retirement', found none")
+
+
+def test_a_card_without_an_entry_for_the_version_fails(ws):
+    card(ws, f"- version 2 retired on {TODAY}: replaced by a better model on 2014J")
+    one(ws, "## Retirement: expected an entry '- version 1 retired on YYYY-MM-DD: <why>'")
+
+
+def test_an_entry_under_another_heading_does_not_count(ws):
+    text = model_card(1, "superseded by version 3 on the 2014J data", TODAY)
+    text = text.replace("## Retirement\n", "## Retirement\n\n## History\n")
+    (ws / "MODEL_CARD.md").write_text(text, encoding="utf-8")
+    one(ws, "found none naming version 1")
+
+
+def test_an_undated_entry_fails(ws):
+    card(ws, "- version 1 retired: replaced by version 3 on the 2014J data")
+    one(ws, "version 1: expected '- version 1 retired on YYYY-MM-DD: <why>'")
+
+
+@pytest.mark.parametrize("day", ["yesterday", "2026-13-01", "26-11-2026"])
+def test_an_invalid_date_fails(ws, day):
+    card(ws, f"- version 1 retired on {day}: replaced by version 3 on the 2014J data")
+    one(ws, "version 1: expected a date YYYY-MM-DD after 'retired on'", repr(day))
+
+
+def test_a_date_before_the_version_existed_fails(ws):
+    client(ws).delete_model_version_tag(MODEL, "1", "retired_on")
+    card(ws, "- version 1 retired on 1999-01-01: replaced by version 3 on the 2014J data")
+    one(ws, "version 1: expected a date on or after", "(when version 1 was registered)")
+
+
+def test_a_date_in_the_future_fails(ws):
+    client(ws).delete_model_version_tag(MODEL, "1", "retired_on")
+    card(ws, "- version 1 retired on 2999-01-01: replaced by version 3 on the 2014J data")
+    one(ws, "version 1: expected a date no later than today")
+
+
+def test_a_date_that_disagrees_with_the_tag_fails(ws):
+    client(ws).set_model_version_tag(MODEL, "1", "retired_on", "2000-01-01")
+    card(ws, f"- version 1 retired on {TODAY}: replaced by version 3 on the 2014J data")
+    one(ws, "expected the date of the model-version tag retired_on (2000-01-01)")
+
+
+@pytest.mark.parametrize("reason", ["", "TODO", "<why>", "old"])
+def test_an_entry_without_a_reason_fails(ws, reason):
+    card(ws, f"- version 1 retired on {TODAY}: {reason}".rstrip())
+    one(ws, "version 1: expected a reason after the date")
+
+
+def test_one_good_entry_is_enough(ws):
+    card(
+        ws,
+        "- version 1 retired on soon: TODO\n"
+        f"- version 1 retired on {TODAY}: replaced by version 3 on the 2014J data",
+    )
+    assert messages(ws) == []
+
+
+def test_a_card_that_is_a_fifo_fails_without_hanging(ws):
+    (ws / "MODEL_CARD.md").unlink()
+    os.mkfifo(ws / "MODEL_CARD.md")
+    with deadline(10):
+        one(ws, "MODEL_CARD.md: expected MODEL_CARD.md to be a regular file")
+
+
+def test_a_card_that_is_not_utf8_fails(ws):
+    (ws / "MODEL_CARD.md").write_bytes(b"# Model card\n\xff\xfe\n")
+    one(ws, "MODEL_CARD.md: expected UTF-8 text")
+
+
+def test_a_huge_card_fails(ws):
+    (ws / "MODEL_CARD.md").write_text("x" * 300_000, encoding="utf-8")
+    one(ws, "MODEL_CARD.md", "over the limit")
+
+
+def test_a_card_that_is_a_symlink_out_fails(ws, tmp_path):
+    outside = tmp_path / "card.md"
+    shutil.copy(ws / "MODEL_CARD.md", outside)
+    (ws / "MODEL_CARD.md").unlink()
+    (ws / "MODEL_CARD.md").symlink_to(outside)
+    one(ws, "MODEL_CARD.md", "leads outside the workspace")
+
+
+# -- the solution chain --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_solution_chain_retires_a_version(chain_workspace):
+    result = CHECKS["retired"](chain_workspace)
+    assert result.passed, result.messages
+    [sums] = list((chain_workspace / "archive").glob("*/SHA256SUMS"))
+    (sums.parent / "model.pkl").write_bytes(b"tampered")
+    assert any("the archive changed" in m for m in CHECKS["retired"](chain_workspace).messages)
