@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import stat
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 from checker.errors import Invalid
@@ -24,6 +26,7 @@ from checker.workspace import MAX_DATA_BYTES, Workspace
 STORE = "mlflow.db"
 STAGE = "03-training.ipynb (section 'Track every run')"
 SQLITE_HEADER = b"SQLite format 3\x00"
+JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # a rollback journal that is still live
 QUERY_SECONDS = 2.0
 # Alembic heads of the MLflow releases this checker was tested on; tests/test_store.py fails when
 # the installed MLflow writes a newer one, so this set is kept current.
@@ -86,6 +89,26 @@ class Store:
             )
 
 
+def _head(path: Path, suffix: str) -> bytes:
+    """The first bytes of the file `<path><suffix>` beside the store; b"" when there is no such
+    regular file (a symlink is not followed)."""
+    side = path.with_name(path.name + suffix)
+    try:
+        if not stat.S_ISREG(side.lstat().st_mode):
+            return b""
+        with side.open("rb") as handle:
+            return handle.read(len(JOURNAL_MAGIC))
+    except OSError:
+        return b""
+
+
+def _unsaved(rel: str, suffix: str) -> str:
+    return (
+        f"{rel}: expected every change saved into {rel}, found unsaved changes in {rel}{suffix} "
+        "(close the program that writes to the store, then check again)"
+    )
+
+
 @contextmanager
 def open_store(ws: Workspace, rel: str = STORE) -> Iterator[Store]:
     """Open the workspace's store read-only, or raise `Invalid` saying why it cannot be read."""
@@ -97,15 +120,13 @@ def open_store(ws: Workspace, rel: str = STORE) -> Iterator[Store]:
             f"{rel}: expected an sqlite database (an MLflow store), found another kind of file"
         )
     # A read-only reader of a WAL-mode file creates `-wal` and `-shm` files beside it; opened as
-    # immutable it creates nothing. A pending write-ahead log would then be ignored, so refuse it.
+    # immutable it creates nothing. A pending write-ahead log would then be ignored, so refuse it,
+    # as a hot rollback journal (a write cut short), which only a writer may roll back.
     wal = header[18:20] == b"\x02\x02"
-    if wal:
-        log = path.with_name(f"{path.name}-wal")
-        if log.is_file() and log.stat().st_size > 0:
-            raise Invalid(
-                f"{rel}: expected every change saved into {rel}, found unsaved changes in "
-                f"{rel}-wal (close the program that writes to the store, then check again)"
-            )
+    if wal and _head(path, "-wal"):
+        raise Invalid(_unsaved(rel, "-wal"))
+    if _head(path, "-journal") == JOURNAL_MAGIC:
+        raise Invalid(_unsaved(rel, "-journal"))
     uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if wal else "")
     try:
         connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
