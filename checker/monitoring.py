@@ -1,1 +1,462 @@
-"""(being written for issue 3)"""
+"""`monitoring/report.json`, the drift and health report of stage 06, and the `monitored` check.
+
+The check recomputes the report from files: PSI and KS of every feature from the split files the
+manifest names, prediction drift and performance by presentation from `monitoring/scores.csv.gz`,
+latency p95 and error rate from `serving/requests.jsonl`. Then it checks that each alert fired
+exactly when its value is over its threshold, and that the decision follows from the alerts.
+
+`psi` below is the course's definition; a learner's own PSI must agree with it within 0.01.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+from checker.contract import schema_problems
+from checker.errors import Invalid
+from checker.manifest import MANIFEST, read_split
+from checker.registry import Problems, check
+from checker.workspace import MAX_DATA_BYTES, Workspace, parse_json
+
+REPORT = "monitoring/report.json"
+SCORES = "monitoring/scores.csv.gz"
+REQUESTS = "serving/requests.jsonl"
+PROBLEM = "problem.yaml"
+STAGE = "06-monitoring.ipynb (sections 'Data drift' to 'Write the report')"
+REFERENCE, CURRENT, VALID = "train", "production", "valid"
+EMPTY_SHARE = 1e-4  # the share an empty bin gets, so that ln(q/p) stays finite
+QUANTILES = tuple(i / 10 for i in range(1, 10))
+TOLERANCE = 0.01  # absolute, for PSI, KS, prediction PSI, AUC, recall and the alert values
+SERVING_TOLERANCE = 1e-6  # relative, for p95 and error rate (both recompute exactly)
+MAX_LOG_BYTES = 50_000_000
+MAX_LOG_LINES = 1_000_000
+SCORE_COLUMNS = ("split", "id_student", "code_presentation", "y_true", "y_score")
+SERVING_RULES = ("latency_p95_ms", "error_rate")
+REQUIRED_RULES = ("feature_psi_max", "prediction_psi", "auc_drop")
+
+
+# --- the course's figures -------------------------------------------------------------------
+
+
+def is_numeric(series) -> bool:  # noqa: ANN001 - a pandas Series
+    """Numeric for PSI and KS: pandas reads the column as numbers (booleans are categories)."""
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _numbers(series):  # noqa: ANN001, ANN202
+    """Float values with every non-finite value (NaN, +-inf) as NaN: the missing bin."""
+    import numpy as np
+
+    values = series.to_numpy(dtype=float, na_value=np.nan, copy=True)
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def psi_counts(reference, current) -> tuple[list[str], list[int], list[int]]:  # noqa: ANN001
+    """The bins of the course's PSI, with the reference's and the current's count in each.
+
+    Numeric (both columns numeric): bin edges are the reference's deciles, `np.quantile` at
+    0.1, ..., 0.9 (linear interpolation) on its non-missing values, duplicates dropped; the bins
+    are (-inf, q1], (q1, q2], ..., (qk, inf), then one bin for missing values.
+    Categorical (otherwise): one bin per category (as text) seen in either, then one for missing.
+    """
+    import numpy as np
+    import pandas as pd
+
+    reference, current = pd.Series(reference), pd.Series(current)
+    if is_numeric(reference) and is_numeric(current):
+        ref, cur = _numbers(reference), _numbers(current)
+        present = ref[~np.isnan(ref)]
+        edges = np.unique(np.quantile(present, QUANTILES)) if present.size else np.array([])
+        labels = [f"<= {e:g}" for e in edges] + [f"> {edges[-1]:g}" if edges.size else "all"]
+
+        def count(values) -> list[int]:  # noqa: ANN001
+            missing = np.isnan(values)
+            bins = np.searchsorted(edges, values[~missing], side="left")
+            return [*np.bincount(bins, minlength=edges.size + 1).tolist(), int(missing.sum())]
+
+        return [*labels, "missing"], count(ref), count(cur)
+    ref = reference.astype(object).where(reference.notna(), None)
+    cur = current.astype(object).where(current.notna(), None)
+    ref_text = ref.dropna().astype(str)
+    cur_text = cur.dropna().astype(str)
+    categories = sorted(set(ref_text) | set(cur_text))
+    ref_counts, cur_counts = ref_text.value_counts(), cur_text.value_counts()
+    return (
+        [*categories, "missing"],
+        [int(ref_counts.get(c, 0)) for c in categories] + [int(ref.isna().sum())],
+        [int(cur_counts.get(c, 0)) for c in categories] + [int(cur.isna().sum())],
+    )
+
+
+def shares(counts: Sequence[int]):  # noqa: ANN201 - a numpy array
+    """Counts as proportions of all rows, with empty bins set to `EMPTY_SHARE`."""
+    import numpy as np
+
+    total = sum(counts)
+    if total == 0:
+        raise ValueError("PSI needs at least one row in each sample")
+    p = np.asarray(counts, dtype=float) / total
+    p[p == 0] = EMPTY_SHARE
+    return p
+
+
+def psi(reference, current) -> float:  # noqa: ANN001 - pandas Series or array-likes
+    """Population stability index of `current` against `reference`: sum((q - p) * ln(q / p))."""
+    import numpy as np
+
+    _, ref, cur = psi_counts(reference, current)
+    p, q = shares(ref), shares(cur)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def ks_stat(reference, current) -> float | None:  # noqa: ANN001
+    """The two-sample Kolmogorov-Smirnov statistic (the largest gap between the two empirical
+    CDFs, as `scipy.stats.ks_2samp` computes it) on the non-missing values of a numeric column;
+    None for a categorical column or when a side has no values. Plain numpy: importing
+    scipy.stats would cost a grade cell seconds."""
+    import numpy as np
+    import pandas as pd
+
+    reference, current = pd.Series(reference), pd.Series(current)
+    if not (is_numeric(reference) and is_numeric(current)):
+        return None
+    ref, cur = _numbers(reference), _numbers(current)
+    ref, cur = np.sort(ref[~np.isnan(ref)]), np.sort(cur[~np.isnan(cur)])
+    if not ref.size or not cur.size:
+        return None
+    values = np.concatenate([ref, cur])
+    gap = (
+        np.searchsorted(ref, values, side="right") / ref.size
+        - np.searchsorted(cur, values, side="right") / cur.size
+    )
+    return float(np.abs(gap).max())
+
+
+def roc_auc(y_true, y_score) -> float:  # noqa: ANN001
+    """Area under the ROC curve (ties share their rank, as in scikit-learn)."""
+    import numpy as np
+    import pandas as pd
+
+    y = np.asarray(y_true, dtype=int)
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if not positives or not negatives:
+        raise ValueError("ROC AUC needs both classes")
+    ranks = pd.Series(np.asarray(y_score, dtype=float)).rank(method="average").to_numpy()
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def recall_at_budget(y_true, y_score, budget: float) -> float:  # noqa: ANN001
+    """Recall among the top ceil(budget * n) learners by score (stable sort, highest first)."""
+    import numpy as np
+
+    y = np.asarray(y_true, dtype=int)
+    if not y.sum():
+        raise ValueError("recall needs at least one positive")
+    k = math.ceil(budget * len(y))
+    top = np.argsort(-np.asarray(y_score, dtype=float), kind="stable")[:k]
+    return float(y[top].sum() / y.sum())
+
+
+def recall_at_budget_bounds(y_true, y_score, budget: float) -> tuple[float, float]:  # noqa: ANN001
+    """The values a fair recall at budget may take: from the floor(budget * n) top learners with
+    ties at the cut broken against the positives, to the ceil(budget * n) with ties broken for
+    them. Rounding the number of calls either way or sorting ties another way lands in between."""
+    import numpy as np
+
+    y = np.asarray(y_true, dtype=int)
+    s = np.asarray(y_score, dtype=float)
+    if not y.sum():
+        raise ValueError("recall needs at least one positive")
+
+    def positives_in_top(k: int, ties_for: bool) -> int:
+        if k <= 0:
+            return 0
+        cut = np.sort(s)[::-1][min(k, len(s)) - 1]
+        above, tied = s > cut, s == cut
+        taken = min(k, len(s)) - int(above.sum())
+        pos_tied = int(y[tied].sum())
+        neg_tied = int(tied.sum()) - pos_tied
+        extra = min(taken, pos_tied) if ties_for else max(0, taken - neg_tied)
+        return int(y[above].sum()) + extra
+
+    calls = budget * len(y)
+    low = positives_in_top(math.floor(calls), ties_for=False)
+    high = positives_in_top(math.ceil(calls), ties_for=True)
+    return low / y.sum(), high / y.sum()
+
+
+def p95(latencies: Iterable[float]) -> float:
+    """95th percentile of the latencies, `numpy.percentile` (linear interpolation)."""
+    import numpy as np
+
+    return float(np.percentile(np.asarray(list(latencies), dtype=float), 95))
+
+
+def is_error(record: dict) -> bool:
+    """A request the model did not answer itself: a server error (status >= 500) or a fallback."""
+    return record["status"] >= 500 or record["fallback"] is True
+
+
+def error_rate(records: Sequence[dict]) -> float:
+    """Share of requests that are errors in the sense of `is_error`."""
+    return sum(is_error(r) for r in records) / len(records)
+
+
+# --- reading the artifacts ------------------------------------------------------------------
+
+
+def read_requests(ws: Workspace) -> list[dict]:
+    """The request log, one strict-JSON object per non-blank line, each with a finite
+    `latency_ms` >= 0, an integer `status` and a boolean `fallback`; else `Invalid`."""
+    path = ws.resolve(REQUESTS, what=REQUESTS, max_bytes=MAX_LOG_BYTES)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid(
+            f"{REQUESTS}: expected UTF-8 text, found an invalid byte at {exc.start}"
+        ) from None
+    lines = text.splitlines()
+    if len(lines) > MAX_LOG_LINES:
+        raise Invalid(f"{REQUESTS}: expected at most {MAX_LOG_LINES:,} lines, found {len(lines):,}")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        record = parse_json(line, f"{REQUESTS} line {number}")
+        where = f"{REQUESTS} line {number}"
+        if not isinstance(record, dict):
+            raise Invalid(f"{where}: expected a JSON object, found {type(record).__name__}")
+        latency, status, fallback = (record.get(k) for k in ("latency_ms", "status", "fallback"))
+        if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
+            raise Invalid(f"{where}: latency_ms: expected a number >= 0, found {latency!r}")
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise Invalid(f"{where}: status: expected an HTTP status code, found {status!r}")
+        if not isinstance(fallback, bool):
+            raise Invalid(f"{where}: fallback: expected true or false, found {fallback!r}")
+        records.append(record)
+    if not records:
+        raise Invalid(f"{REQUESTS}: expected at least one request, found an empty log")
+    return records
+
+
+def _split(ws: Workspace, manifest: dict, name: str):  # noqa: ANN202 - a DataFrame
+    split = manifest["splits"].get(name)
+    if not isinstance(split, dict) or not isinstance(split.get("path"), str):
+        raise Invalid(f"{MANIFEST}: splits.{name}.path: expected the {name} split, found none")
+    rel = split["path"]
+    path = ws.resolve(rel, what=f"{MANIFEST}: splits.{name}.path", max_bytes=MAX_DATA_BYTES)
+    return read_split(path, rel)
+
+
+def _manifest(ws: Workspace) -> dict:
+    manifest = ws.read_json(MANIFEST)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
+        raise Invalid(f"{MANIFEST}: splits: expected the splits object, found none")
+    features = manifest.get("features")
+    if not (isinstance(features, list) and features and all(isinstance(f, str) for f in features)):
+        raise Invalid(
+            f"{MANIFEST}: features: expected the list of feature columns, found {features!r}"
+        )
+    label = manifest.get("label")
+    if not isinstance(label, str):
+        raise Invalid(f"{MANIFEST}: label: expected the label column, found {label!r}")
+    return manifest
+
+
+def _problem_number(ws: Workspace, section: str, key: str) -> float | None:
+    """A number from problem.yaml, or None when the file or the field is not usable."""
+    try:
+        problem = ws.read_yaml(PROBLEM)
+    except Invalid:
+        return None
+    part = problem.get(section) if isinstance(problem, dict) else None
+    value = part.get(key) if isinstance(part, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _far(claimed: float, recomputed: float, tolerance: float = TOLERANCE) -> bool:
+    return abs(claimed - recomputed) > tolerance
+
+
+# --- the check ------------------------------------------------------------------------------
+
+
+def _feature_problems(report: dict, manifest: dict, reference, current) -> Problems:  # noqa: ANN001
+    """Yield problems with the features' PSI and KS; return the recomputed PSI by column."""
+    listed, recomputed = report["features"], {}
+    absent = [f for f in manifest["features"] if f not in listed]
+    if absent:
+        yield f"{REPORT}: features: expected every feature in {MANIFEST}, found no {', '.join(absent)}"
+    for column, entry in listed.items():
+        field = f"{REPORT}: features.{column}"
+        if column not in reference.columns or column not in current.columns:
+            yield f"{field}: expected a column of the train and production splits, found no such column"
+            continue
+        expected = recomputed[column] = psi(reference[column], current[column])
+        if _far(entry["psi"], expected):
+            yield f"{field}.psi: expected {expected:.4f} (recomputed from the splits, tolerance {TOLERANCE}), found {entry['psi']!r}"
+        stat = ks_stat(reference[column], current[column])
+        if stat is None:
+            if entry["ks_stat"] is not None or entry["ks_pvalue"] is not None:
+                yield f"{field}.ks_stat: expected null for a categorical column, found {entry['ks_stat']!r}"
+        elif entry["ks_stat"] is None or entry["ks_pvalue"] is None:
+            yield f"{field}.ks_stat: expected the KS statistic of a numeric column ({stat:.4f}), found null"
+        elif _far(entry["ks_stat"], stat):
+            yield f"{field}.ks_stat: expected {stat:.4f} (scipy.stats.ks_2samp, tolerance {TOLERANCE}), found {entry['ks_stat']!r}"
+    return recomputed
+
+
+def _score_problems(ws: Workspace, manifest: dict, splits: dict) -> Problems:
+    """Check monitoring/scores.csv.gz row by row against the splits; yield problems; return the
+    scores by split (the generator's return value) when they are usable."""
+    import numpy as np
+
+    scores = read_split(ws.resolve(SCORES, what=SCORES, max_bytes=MAX_DATA_BYTES), SCORES)
+    missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
+    if missing:
+        yield f"{SCORES}: columns: expected {list(SCORE_COLUMNS)}, found no {', '.join(missing)}"
+        return None
+    values = scores["y_score"].to_numpy(dtype=float, na_value=np.nan)
+    if not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
+        yield f"{SCORES}: y_score: expected finite risk scores in [0, 1], found {int((~np.isfinite(values) | (values < 0) | (values > 1)).sum())} outside"
+        return None
+    label, by_split, usable = manifest["label"], {}, True
+    for name, frame in splits.items():
+        part = scores[scores["split"] == name]
+        rel = manifest["splits"][name]["path"]
+        if len(part) != len(frame):
+            yield f"{SCORES}: split {name}: expected {len(frame)} rows (one per row of {rel}, in its order), found {len(part)}"
+            usable = False
+            continue
+        same_ids = np.array_equal(part["id_student"].to_numpy(), frame[manifest["key"]].to_numpy())
+        if not same_ids or label not in frame.columns:
+            yield f"{SCORES}: split {name}: id_student: expected the {manifest['key']} column of {rel}, row for row, found other learners or another order"
+            usable = False
+        elif not np.array_equal(part["y_true"].to_numpy(), frame[label].to_numpy()):
+            yield f"{SCORES}: split {name}: y_true: expected the {label} column of {rel}, row for row, found other labels"
+            usable = False
+        by_split[name] = part
+    return by_split if usable else None
+
+
+def _decay_problems(report: dict, production, budget: float | None) -> Problems:  # noqa: ANN001
+    claimed = {d["presentation"]: d for d in report["decay"]}
+    groups = dict(tuple(production.groupby("code_presentation")))
+    expected = sorted(str(p) for p in groups)
+    if sorted(claimed) != expected or len(claimed) != len(report["decay"]):
+        yield f"{REPORT}: decay: expected one entry per production presentation {expected}, found {[d['presentation'] for d in report['decay']]}"
+        return
+    for presentation, part in groups.items():
+        entry, field = claimed[str(presentation)], f"{REPORT}: decay[{presentation}]"
+        if entry["rows"] != len(part):
+            yield f"{field}.rows: expected {len(part)} (production rows of {presentation}), found {entry['rows']}"
+        try:
+            auc = roc_auc(part["y_true"], part["y_score"])
+        except ValueError:
+            auc = None
+        if auc is not None and _far(entry["roc_auc"], auc):
+            yield f"{field}.roc_auc: expected {auc:.4f} (recomputed from {SCORES}), found {entry['roc_auc']!r}"
+        if budget is not None and part["y_true"].sum():
+            low, high = recall_at_budget_bounds(part["y_true"], part["y_score"], budget)
+            if not low - TOLERANCE <= entry["recall_at_budget"] <= high + TOLERANCE:
+                shown = f"{low:.4f}" if high - low < 1e-4 else f"{low:.4f} to {high:.4f}"
+                yield f"{field}.recall_at_budget: expected {shown} (recall in the top {budget:g} of {SCORES} by y_score), found {entry['recall_at_budget']!r}"
+
+
+@check("monitored", stage=STAGE)
+def monitored(ws: Workspace) -> Problems:
+    """The report's drift, decay and serving figures recompute from the files; each alert fired
+    exactly when its value is over its threshold; the decision follows from the alerts."""
+    report = ws.read_json(REPORT)
+    problems = schema_problems("monitoring_report", report, REPORT)
+    if problems:
+        yield from problems
+        return
+    manifest = _manifest(ws)
+    reference, current = _split(ws, manifest, REFERENCE), _split(ws, manifest, CURRENT)
+    recomputed: dict[str, float] = {}  # the figures the well-known alert rules must carry
+    psis = yield from _feature_problems(report, manifest, reference, current)
+    if psis:
+        recomputed["feature_psi_max"] = max(psis.values())
+    splits = {REFERENCE: reference, VALID: _split(ws, manifest, VALID), CURRENT: current}
+    by_split = yield from _score_problems(ws, manifest, splits)
+    if by_split is not None:
+        recomputed |= yield from _prediction_problems(ws, report, by_split)
+    if ws.exists(REQUESTS):
+        recomputed |= yield from _serving_problems(ws, report)
+    else:
+        for key, value in report["serving"].items():
+            if value is not None:
+                yield f"{REPORT}: serving.{key}: expected null ({REQUESTS} does not exist), found {value!r}"
+    yield from _alert_problems(ws, report, recomputed)
+
+
+def _prediction_problems(ws: Workspace, report: dict, by_split: dict) -> Problems:
+    """Yield problems with prediction drift and decay; return the recomputed alert figures."""
+    recomputed = {}
+    scores = {name: part["y_score"] for name, part in by_split.items()}
+    expected = recomputed["prediction_psi"] = psi(scores[REFERENCE], scores[CURRENT])
+    if _far(report["prediction_psi"], expected):
+        yield f"{REPORT}: prediction_psi: expected {expected:.4f} (PSI of the train vs production y_score in {SCORES}), found {report['prediction_psi']!r}"
+    yield from _decay_problems(report, by_split[CURRENT], _problem_number(ws, "success", "budget"))
+    try:
+        aucs = [
+            roc_auc(part["y_true"], part["y_score"])
+            for _, part in by_split[CURRENT].groupby("code_presentation")
+        ]
+        valid = by_split[VALID]
+        recomputed["auc_drop"] = roc_auc(valid["y_true"], valid["y_score"]) - min(aucs)
+    except ValueError:  # a presentation with one class only: no AUC to compare
+        pass
+    return recomputed
+
+
+def _serving_problems(ws: Workspace, report: dict) -> Problems:
+    """Yield problems with the serving figures; return them recomputed from the request log."""
+    records = read_requests(ws)
+    recomputed = {
+        "latency_p95_ms": p95(r["latency_ms"] for r in records),
+        "error_rate": error_rate(records),
+    }
+    for key, rule in (("p95_ms", "latency_p95_ms"), ("error_rate", "error_rate")):
+        claimed, value = report["serving"][key], recomputed[rule]
+        if claimed is None or _far(claimed, value, _tolerance(rule, value)):
+            yield f"{REPORT}: serving.{key}: expected {value:.6g} (recomputed from {REQUESTS}), found {claimed!r}"
+    return recomputed
+
+
+def _tolerance(rule: str, value: float) -> float:
+    """PSI, AUC and recall within `TOLERANCE`; p95 and error rate recompute exactly."""
+    return abs(value) * SERVING_TOLERANCE + 1e-9 if rule in SERVING_RULES else TOLERANCE
+
+
+def _alert_problems(ws: Workspace, report: dict, recomputed: dict[str, float]) -> Problems:
+    alerts = report["alerts"]
+    rules = [a["rule"] for a in alerts]
+    required = REQUIRED_RULES + (SERVING_RULES if ws.exists(REQUESTS) else ())
+    absent = [r for r in required if r not in rules]
+    if absent:
+        yield f"{REPORT}: alerts: expected the rules {', '.join(required)}, found no {', '.join(absent)}"
+    for rule in sorted({r for r in rules if rules.count(r) > 1}):
+        yield f"{REPORT}: alerts: expected each rule once, found {rule!r} {rules.count(rule)} times"
+    budget = _problem_number(ws, "constraints", "latency_p95_ms")
+    for i, alert in enumerate(alerts):
+        rule, value, threshold = alert["rule"], alert["value"], alert["threshold"]
+        field = f"{REPORT}: alerts[{i}] ({rule})"
+        over = value > threshold
+        if alert["fired"] != over:
+            yield f"{field}.fired: expected {str(over).lower()} (value {value:.4g} {'>' if over else '<='} threshold {threshold:.4g}), found {str(alert['fired']).lower()}"
+        if rule in recomputed and _far(value, recomputed[rule], _tolerance(rule, recomputed[rule])):
+            yield f"{field}.value: expected {recomputed[rule]:.4g} (recomputed), found {value!r}"
+        if rule == "latency_p95_ms" and budget is not None and threshold != budget:
+            yield f"{field}.threshold: expected {budget:g} (constraints.latency_p95_ms in {PROBLEM}), found {threshold!r}"
+    fired = [a["rule"] for a in alerts if a["fired"]]
+    if fired and report["decision"] == "keep":
+        yield f"{REPORT}: decision: expected retrain or rollback because alerts fired ({', '.join(fired)}), found 'keep'"

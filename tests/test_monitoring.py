@@ -1,0 +1,435 @@
+"""The course's PSI and the `monitored` check (stage 06)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from monitoring_builders import build_monitoring_workspace, write_report
+
+import checker
+from checker import monitoring
+from checker.monitoring import EMPTY_SHARE, psi, psi_counts
+
+REPORT = "monitoring/report.json"
+
+
+def check(ws: Path) -> checker.CheckResult:
+    return checker.check("monitored", ws).results[0]
+
+
+def messages(ws: Path) -> str:
+    result = check(ws)
+    assert not result.passed
+    assert result.points == 0
+    return "\n".join(result.messages)
+
+
+def term(p: float, q: float) -> float:
+    return (q - p) * math.log(q / p)
+
+
+# --- psi ----------------------------------------------------------------------------------------
+
+
+def test_psi_of_identical_samples_is_zero() -> None:
+    numbers = pd.Series(np.random.default_rng(0).normal(size=500))
+    words = pd.Series(["a", "b", "b", None, "c"] * 20)
+    assert psi(numbers, numbers) == 0.0
+    assert psi(words, words.sample(frac=1.0, random_state=1)) == 0.0
+
+
+def test_psi_of_two_categories_by_hand() -> None:
+    reference = pd.Series(["a"] * 50 + ["b"] * 50)
+    current = pd.Series(["a"] * 80 + ["b"] * 20)
+    # p = (0.5, 0.5), q = (0.8, 0.2); the empty missing bin is 1e-4 on both sides and adds 0.
+    expected = 0.3 * math.log(0.8 / 0.5) + (-0.3) * math.log(0.2 / 0.5)
+    assert psi(reference, current) == pytest.approx(expected, abs=1e-12)
+    assert expected == pytest.approx(0.415888, abs=1e-6)
+
+
+def test_psi_of_numbers_uses_reference_deciles() -> None:
+    reference = pd.Series(np.arange(1, 11, dtype=float))  # deciles 1.9, 2.8, ..., 9.1: 1 per bin
+    current = pd.Series([1.0] * 5 + [10.0] * 5)  # all in the first and the last bin
+    labels, ref, cur = psi_counts(reference, current)
+    assert labels[0] == "<= 1.9" and labels[-2] == "> 9.1" and labels[-1] == "missing"
+    assert ref == [1] * 10 + [0]
+    assert cur == [5] + [0] * 8 + [5, 0]
+    expected = 2 * term(0.1, 0.5) + 8 * term(0.1, EMPTY_SHARE)
+    assert psi(reference, current) == pytest.approx(expected, abs=1e-12)
+    assert expected == pytest.approx(6.80823, abs=1e-5)
+
+
+def test_psi_bins_are_closed_on_the_right() -> None:
+    reference = pd.Series(np.arange(1, 11, dtype=float))
+    _, _, cur = psi_counts(reference, pd.Series([1.9, 1.9000001, 9.1, 9.2]))
+    assert cur == [1, 1] + [0] * 6 + [1, 1, 0]
+
+
+def test_psi_counts_a_new_category() -> None:
+    reference = pd.Series(["AAA"] * 60 + ["BBB"] * 40)
+    current = pd.Series(["AAA"] * 45 + ["BBB"] * 30 + ["CCC"] * 25)
+    labels, ref, cur = psi_counts(reference, current)
+    assert labels == ["AAA", "BBB", "CCC", "missing"]
+    assert ref == [60, 40, 0, 0] and cur == [45, 30, 25, 0]
+    expected = term(0.6, 0.45) + term(0.4, 0.30) + term(EMPTY_SHARE, 0.25)
+    assert psi(reference, current) == pytest.approx(expected, abs=1e-12)
+    assert psi(reference, current) > 1.0  # one new category alone is a huge shift
+
+
+def test_psi_puts_missing_values_in_their_own_bin() -> None:
+    reference = pd.Series(["x"] * 90 + [None] * 10)
+    current = pd.Series(["x"] * 50 + [np.nan] * 50)
+    assert psi_counts(reference, current)[1:] == ([90, 10], [50, 50])
+    assert psi(reference, current) == pytest.approx(term(0.9, 0.5) + term(0.1, 0.5), abs=1e-12)
+    numbers = pd.Series(np.r_[np.arange(1, 11, dtype=float), [np.nan] * 10])
+    labels, ref, cur = psi_counts(numbers, pd.Series([np.nan, np.inf, 5.0, 5.0]))
+    assert ref[-1] == 10 and cur[-1] == 2  # NaN and infinity count as missing
+    assert sum(cur) == 4
+
+
+def test_psi_of_an_all_missing_reference_has_one_value_bin() -> None:
+    labels, ref, cur = psi_counts(pd.Series([np.nan] * 4), pd.Series([1.0, np.nan]))
+    assert labels == ["all", "missing"] and ref == [0, 4] and cur == [1, 1]
+
+
+def test_psi_needs_rows() -> None:
+    with pytest.raises(ValueError, match="at least one row"):
+        psi(pd.Series([], dtype=float), pd.Series([1.0]))
+
+
+def test_serving_figures() -> None:
+    records = [
+        {"latency_ms": float(i), "status": 500 if i == 3 else 200, "fallback": i == 7}
+        for i in range(1, 21)
+    ]
+    assert monitoring.p95(r["latency_ms"] for r in records) == pytest.approx(19.05)
+    assert monitoring.error_rate(records) == pytest.approx(2 / 20)
+
+
+def test_ks_stat_is_scipys_statistic() -> None:
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(1)
+    a = pd.Series(np.r_[rng.normal(size=300).round(1), [np.nan] * 5])
+    b = pd.Series(rng.normal(0.3, 1.2, size=200).round(1))
+    expected = ks_2samp(a.dropna(), b).statistic
+    assert monitoring.ks_stat(a, b) == pytest.approx(expected, abs=1e-12)
+    assert monitoring.ks_stat(pd.Series(["a", "b"]), pd.Series(["a"])) is None
+    assert monitoring.ks_stat(pd.Series([np.nan]), b) is None
+
+
+def test_auc_and_recall_at_budget() -> None:
+    y = [0, 0, 1, 1, 0, 1]
+    s = [0.1, 0.4, 0.35, 0.8, 0.2, 0.9]
+    assert monitoring.roc_auc(y, s) == pytest.approx(8 / 9)
+    assert monitoring.roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.2, 0.9]) == pytest.approx(0.875)  # a tie
+    assert monitoring.recall_at_budget(y, s, 0.3) == pytest.approx(2 / 3)  # top ceil(1.8) = 2
+
+
+# --- the check ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def monitoring_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_monitoring_workspace(tmp_path_factory.mktemp("monitoring") / "workspace")
+
+
+@pytest.fixture
+def ws(monitoring_template: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(monitoring_template, tmp_path / "workspace", symlinks=True))
+
+
+def load(ws: Path) -> dict:
+    return json.loads((ws / REPORT).read_text())
+
+
+def edit(ws: Path, change) -> None:  # noqa: ANN001
+    report = load(ws)
+    change(report)
+    write_report(ws, report)
+
+
+def alert(report: dict, rule: str) -> dict:
+    return next(a for a in report["alerts"] if a["rule"] == rule)
+
+
+def test_valid_workspace_passes(ws: Path) -> None:
+    result = check(ws)
+    assert result.passed, result.messages
+    assert result.points == result.max_points == 10
+
+
+def test_valid_report_says_code_module_drifts_most(ws: Path) -> None:
+    features = load(ws)["features"]
+    assert max(features, key=lambda f: features[f]["psi"]) == "code_module"
+    assert features["code_module"]["psi"] > 1.0
+    assert features["gender"]["psi"] < 0.1
+
+
+def test_check_never_writes(ws: Path) -> None:
+    def snapshot() -> dict:
+        return {
+            p.relative_to(ws): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(ws.rglob("*"))
+            if p.is_file()
+        }
+
+    before = snapshot()
+    check(ws)
+    assert snapshot() == before
+
+
+def test_tampered_psi_fails(ws: Path) -> None:
+    edit(ws, lambda r: r["features"]["gender"].update(psi=0.5))
+    assert "monitoring/report.json: features.gender.psi: expected 0.00" in messages(ws)
+    assert "recomputed from the splits" in messages(ws)
+
+
+def test_psi_within_tolerance_passes(ws: Path) -> None:
+    edit(ws, lambda r: r["features"]["gender"].update(psi=r["features"]["gender"]["psi"] + 0.009))
+    assert check(ws).passed
+
+
+def test_missing_feature_fails(ws: Path) -> None:
+    edit(ws, lambda r: r["features"].pop("imd_band"))
+    text = messages(ws)
+    assert "features: expected every feature in data/manifest.json, found no imd_band" in text
+
+
+def test_unknown_feature_fails(ws: Path) -> None:
+    edit(ws, lambda r: r["features"].update(shoe_size={"psi": 0, "ks_stat": 0, "ks_pvalue": 1}))
+    assert "features.shoe_size: expected a column of the train and production splits" in messages(
+        ws
+    )
+
+
+def test_ks_of_a_categorical_column_must_be_null(ws: Path) -> None:
+    edit(ws, lambda r: r["features"]["gender"].update(ks_stat=0.1, ks_pvalue=0.5))
+    assert "features.gender.ks_stat: expected null for a categorical column" in messages(ws)
+
+
+def test_tampered_ks_fails(ws: Path) -> None:
+    edit(ws, lambda r: r["features"]["studied_credits"].update(ks_stat=0.9))
+    assert "features.studied_credits.ks_stat: expected 0.0" in messages(ws)
+
+
+def test_alert_fired_inconsistent_fails(ws: Path) -> None:
+    edit(ws, lambda r: alert(r, "prediction_psi").update(fired=True))
+    text = messages(ws)
+    assert "alerts[1] (prediction_psi).fired: expected false (value" in text
+    assert "<= threshold 0.25), found true" in text
+
+
+def test_alert_value_must_be_the_recomputed_figure(ws: Path) -> None:
+    edit(ws, lambda r: alert(r, "feature_psi_max").update(value=0.2, fired=False))
+    assert "alerts[0] (feature_psi_max).value: expected 1.7" in messages(ws)
+
+
+def test_keep_despite_a_fired_alert_fails(ws: Path) -> None:
+    edit(ws, lambda r: r.update(decision="keep"))
+    text = messages(ws)
+    assert "decision: expected retrain or rollback because alerts fired (feature_psi_max" in text
+
+
+def test_keep_without_fired_alerts_passes(ws: Path) -> None:
+    def quiet(report: dict) -> None:
+        for a in report["alerts"]:
+            a["threshold"] = max(a["threshold"], a["value"] + 1)
+            a["fired"] = False
+        report["decision"] = "keep"
+
+    edit(ws, quiet)
+    assert check(ws).passed
+
+
+def test_bad_decision_value_fails(ws: Path) -> None:
+    edit(ws, lambda r: r.update(decision="panic"))
+    assert (
+        "monitoring/report.json: decision: expected one of retrain, rollback, keep, found 'panic'"
+        in (messages(ws))
+    )
+
+
+def test_missing_required_rule_fails(ws: Path) -> None:
+    edit(ws, lambda r: r.update(alerts=[a for a in r["alerts"] if a["rule"] != "auc_drop"]))
+    assert "alerts: expected the rules feature_psi_max, prediction_psi, auc_drop" in messages(ws)
+    assert "found no auc_drop" in messages(ws)
+
+
+def test_duplicate_rule_fails(ws: Path) -> None:
+    edit(ws, lambda r: r["alerts"].append(dict(r["alerts"][0])))
+    assert "alerts: expected each rule once, found 'feature_psi_max' 2 times" in messages(ws)
+
+
+def test_latency_threshold_must_be_the_budget(ws: Path) -> None:
+    edit(ws, lambda r: alert(r, "latency_p95_ms").update(threshold=1000))
+    assert (
+        "(latency_p95_ms).threshold: expected 200 (constraints.latency_p95_ms in problem.yaml)"
+        in (messages(ws))
+    )
+
+
+def test_report_missing_fails(ws: Path) -> None:
+    (ws / REPORT).unlink()
+    assert (
+        messages(ws)
+        == "monitoring/report.json: file monitoring/report.json not found in the workspace"
+    )
+
+
+def test_non_finite_number_fails(ws: Path) -> None:
+    text = (ws / REPORT).read_text()
+    (ws / REPORT).write_text(
+        text.replace('"prediction_psi": 0.', '"prediction_psi": NaN, "x": 0.', 1)
+    )
+    assert "monitoring/report.json: expected valid JSON, found NaN is not allowed" in messages(ws)
+
+
+def test_bad_json_fails(ws: Path) -> None:
+    (ws / REPORT).write_text('{"reference": "train",')
+    assert "monitoring/report.json: expected valid JSON, found a syntax error" in messages(ws)
+
+
+def test_schema_problems_are_named(ws: Path) -> None:
+    edit(ws, lambda r: (r.pop("serving"), r.update(reference="valid")))
+    text = messages(ws)
+    assert "monitoring/report.json: serving: expected this field, found it missing" in text
+    assert "monitoring/report.json: reference: expected 'train', found 'valid'" in text
+
+
+def test_path_escape_in_the_manifest_fails(ws: Path) -> None:
+    manifest = json.loads((ws / "data/manifest.json").read_text())
+    manifest["splits"]["production"]["path"] = "../../etc/passwd"
+    (ws / "data/manifest.json").write_text(json.dumps(manifest))
+    assert messages(ws) == (
+        "data/manifest.json: splits.production.path: expected a path relative to the workspace "
+        "without '..', found '../../etc/passwd'"
+    )
+
+
+def test_symlink_out_of_the_workspace_fails(ws: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.json"
+    shutil.move(ws / REPORT, outside)
+    os.symlink(outside, ws / REPORT)
+    assert "monitoring/report.json leads outside the workspace" in messages(ws)
+
+
+def test_manifest_without_features_fails(ws: Path) -> None:
+    manifest = json.loads((ws / "data/manifest.json").read_text())
+    del manifest["features"]
+    (ws / "data/manifest.json").write_text(json.dumps(manifest))
+    assert "data/manifest.json: features: expected the list of feature columns, found None" in (
+        messages(ws)
+    )
+
+
+def test_tampered_prediction_psi_fails(ws: Path) -> None:
+    edit(ws, lambda r: r.update(prediction_psi=r["prediction_psi"] + 0.2))
+    assert "prediction_psi: expected 0.0" in messages(ws)
+    assert "(PSI of the train vs production y_score in monitoring/scores.csv.gz)" in messages(ws)
+
+
+def test_tampered_decay_fails(ws: Path) -> None:
+    def tamper(report: dict) -> None:
+        report["decay"][0]["roc_auc"] = 0.99
+        report["decay"][1]["rows"] += 1
+
+    edit(ws, tamper)
+    text = messages(ws)
+    assert "decay[2014B].roc_auc: expected 0.7" in text
+    assert "decay[2014J].rows: expected" in text
+
+
+def test_decay_must_cover_each_presentation(ws: Path) -> None:
+    edit(ws, lambda r: r["decay"].pop())
+    assert "decay: expected one entry per production presentation ['2014B', '2014J']" in messages(
+        ws
+    )
+
+
+def test_scores_must_follow_the_split(ws: Path) -> None:
+    scores = pd.read_csv(ws / monitoring.SCORES)
+    train = scores["split"] == "train"
+    scores.loc[train, "y_true"] = 1 - scores.loc[train, "y_true"]
+    scores.to_csv(ws / monitoring.SCORES, index=False, compression={"method": "gzip", "mtime": 0})
+    assert "monitoring/scores.csv.gz: split train: y_true: expected the at_risk column" in messages(
+        ws
+    )
+
+
+def test_scores_missing_fails(ws: Path) -> None:
+    (ws / monitoring.SCORES).unlink()
+    assert "monitoring/scores.csv.gz: file monitoring/scores.csv.gz not found" in messages(ws)
+
+
+def test_tampered_p95_fails(ws: Path) -> None:
+    edit(ws, lambda r: r["serving"].update(p95_ms=r["serving"]["p95_ms"] / 2))
+    assert "serving.p95_ms: expected 24.38" in messages(ws)
+    assert "(recomputed from serving/requests.jsonl)" in messages(ws)
+
+
+def test_error_rate_counts_server_errors_and_fallbacks(ws: Path) -> None:
+    log = ws / monitoring.REQUESTS
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    records[0]["status"] = 503
+    log.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    assert "serving.error_rate: expected 0.0125 (recomputed from serving/requests.jsonl)" in (
+        messages(ws)
+    )
+
+
+def test_without_a_request_log_serving_must_be_null(ws: Path) -> None:
+    (ws / monitoring.REQUESTS).unlink()
+    assert "serving.p95_ms: expected null (serving/requests.jsonl does not exist)" in messages(ws)
+
+    def no_serving(report: dict) -> None:
+        report["serving"] = {"p95_ms": None, "error_rate": None}
+        report["alerts"] = [a for a in report["alerts"] if a["rule"] in monitoring.REQUIRED_RULES]
+
+    edit(ws, no_serving)
+    assert check(ws).passed
+
+
+def test_bad_request_log_line_fails(ws: Path) -> None:
+    log = ws / monitoring.REQUESTS
+    log.write_text(log.read_text() + '{"latency_ms": -1, "status": 200, "fallback": false}\n')
+    assert "serving/requests.jsonl line 401: latency_ms: expected a number >= 0, found -1" in (
+        messages(ws)
+    )
+    log.write_text("not json\n")
+    assert "serving/requests.jsonl line 1: expected valid JSON" in messages(ws)
+
+
+# --- the real chain -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_monitored_passes_on_the_solution_chain(chain_workspace: Path) -> None:
+    result = check(chain_workspace)
+    assert result.passed, result.messages
+    report = load(chain_workspace)
+    features = report["features"]
+    assert max(features, key=lambda f: features[f]["psi"]) == "code_module"
+    assert report["decision"] in {"retrain", "rollback"}
+
+
+def test_recall_at_budget_bounds_cover_rounding_and_ties() -> None:
+    y = [1, 0, 1, 0, 1, 0, 0, 0, 0, 1]
+    s = [0.9, 0.8, 0.8, 0.8, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
+    low, high = monitoring.recall_at_budget_bounds(y, s, 0.25)  # 2.5 calls
+    assert (low, high) == (0.25, 0.5)  # floor 2, tie lost: 1 of 4; ceil 3, ties won: 2 of 4
+    assert low <= monitoring.recall_at_budget(y, s, 0.25) <= high
+    assert monitoring.recall_at_budget_bounds(y, s, 0.5) == (0.75, 0.75)
+
+
+def test_tampered_recall_fails(ws: Path) -> None:
+    edit(ws, lambda r: r["decay"][1].update(recall_at_budget=0.95))
+    assert "decay[2014J].recall_at_budget: expected 0.4" in messages(ws)
