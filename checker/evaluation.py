@@ -19,7 +19,7 @@ import numpy as np
 
 from checker.contract import schema_problems
 from checker.errors import Invalid
-from checker.manifest import read_split
+from checker.manifest import load_split
 from checker.registry import Problems, check
 from checker.store import open_store
 from checker.workspace import Workspace
@@ -250,7 +250,7 @@ def _test_split(ws: Workspace) -> tuple[dict, object, str, str]:
     if not isinstance(test, dict) or not isinstance(test.get("path"), str):
         raise Invalid(f"{MANIFEST}: splits.test.path: expected the test split's file, found none")
     rel = test["path"]
-    frame = read_split(ws.resolve(rel, what=f"{MANIFEST}: splits.test.path"), rel)
+    frame = load_split(ws, rel, f"{MANIFEST}: splits.test.path")
     key = manifest.get("key") if isinstance(manifest.get("key"), str) else "id_student"
     label = manifest.get("label") if isinstance(manifest.get("label"), str) else "at_risk"
     for column in (key, "code_presentation", label):
@@ -410,9 +410,7 @@ def _drift_problems(ws: Workspace, report: dict, manifest: dict, frames: dict) -
     for name in names:
         if name not in frames:
             rel = splits[name].get("path") if isinstance(splits[name], dict) else None
-            frames[name] = read_split(
-                ws.resolve(rel, what=f"{MANIFEST}: splits.{name}.path"), str(rel)
-            )
+            frames[name] = load_split(ws, str(rel), f"{MANIFEST}: splits.{name}.path")
     reference = frames[drift["reference"]]
     for name, entry in drift["splits"].items():
         current = frames[name]

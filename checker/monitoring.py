@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from checker.contract import schema_problems
 from checker.errors import Invalid
-from checker.manifest import MANIFEST, read_split
+from checker.manifest import MANIFEST, load_split, read_split
 from checker.registry import Problems, check
 from checker.workspace import MAX_DATA_BYTES, Workspace, parse_json
 
@@ -79,16 +79,17 @@ def psi_counts(reference, current) -> tuple[list[str], list[int], list[int]]:  #
             return [*np.bincount(bins, minlength=edges.size + 1).tolist(), int(missing.sum())]
 
         return [*labels, "missing"], count(ref), count(cur)
-    ref = reference.astype(object).where(reference.notna(), None)
-    cur = current.astype(object).where(current.notna(), None)
-    ref_text = ref.dropna().astype(str)
-    cur_text = cur.dropna().astype(str)
-    categories = sorted(set(ref_text) | set(cur_text))
-    ref_counts, cur_counts = ref_text.value_counts(), cur_text.value_counts()
+    def by_text(series):  # noqa: ANN001, ANN202 - counts per category as text, hashed not looped
+        counts = series.value_counts(dropna=True)
+        counts.index = counts.index.map(str)
+        return counts.groupby(level=0).sum()
+
+    ref_counts, cur_counts = by_text(reference), by_text(current)
+    categories = sorted(set(ref_counts.index) | set(cur_counts.index))
     return (
         [*categories, "missing"],
-        [int(ref_counts.get(c, 0)) for c in categories] + [int(ref.isna().sum())],
-        [int(cur_counts.get(c, 0)) for c in categories] + [int(cur.isna().sum())],
+        [int(ref_counts.get(c, 0)) for c in categories] + [int(reference.isna().sum())],
+        [int(cur_counts.get(c, 0)) for c in categories] + [int(current.isna().sum())],
     )
 
 
@@ -248,9 +249,7 @@ def _split(ws: Workspace, manifest: dict, name: str):  # noqa: ANN202 - a DataFr
     split = manifest["splits"].get(name)
     if not isinstance(split, dict) or not isinstance(split.get("path"), str):
         raise Invalid(f"{MANIFEST}: splits.{name}.path: expected the {name} split, found none")
-    rel = split["path"]
-    path = ws.resolve(rel, what=f"{MANIFEST}: splits.{name}.path", max_bytes=MAX_DATA_BYTES)
-    return read_split(path, rel)
+    return load_split(ws, split["path"], f"{MANIFEST}: splits.{name}.path")
 
 
 def _manifest(ws: Workspace) -> dict:
