@@ -125,6 +125,8 @@ def _parse_float(text: str) -> float:
 
 def _depth(value: Any) -> int:
     """Nesting depth of lists and dicts, computed without recursion."""
+    if isinstance(value, dict) and not any(isinstance(v, dict | list) for v in value.values()):
+        return 1  # the common case (a log record): flat
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, level = stack.pop()
