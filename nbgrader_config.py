@@ -9,10 +9,14 @@ release directory; the whole course is one assignment, `lifecycle`, so the learn
 Never edit `notebooks/` by hand: tests/test_release.py fails when it drifts from `solutions/`.
 """
 
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, GetGrades, OverwriteKernelspec
+
+from checker.nbgrader_plugins import DeduplicateIds, HideHiddenTests, OverwriteCells
+
 c = get_config()  # noqa: F821 - injected by traitlets
 
 c.CourseDirectory.course_id = "model-lifecycle"
-c.CourseDirectory.root = "."
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
 
@@ -20,3 +24,17 @@ c.CourseDirectory.release_directory = "notebooks"
 c.ClearOutput.enabled = True
 # A grade cell that errors scores 0; the checker prints nothing to stderr, so passing cells score.
 c.ExecutePreprocessor.timeout = 600
+
+# Autograde: a grade cell a learner deleted is put back in its place and run, so deleting a test
+# cannot dodge it; a grade_id a learner duplicated (a copied cell) no longer fails their whole
+# assignment (nbgrader#1083): the extra copies run as plain cells (checker/nbgrader_plugins.py).
+c.OverwriteCells.add_missing_cells = True
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    CheckCellMetadata,
+]
+# Feedback: hidden tests, and the outputs that could quote them, never reach a learner (nbgrader#917).
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]

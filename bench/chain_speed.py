@@ -4,7 +4,8 @@
 
 (a) runs the stage solutions with `checker.chain.run_chain` (one process, papermill, the next
 kernel started while the current notebook runs); (b) runs the same notebooks' code, parameterized
-the same way and exported with nbconvert, as one `python script.py` per notebook. Both at the CI
+the same way and exported with nbconvert, as one `ipython script.py` per notebook (IPython for
+the cell magics; no kernel, no messaging, no rendered outputs). Both at the CI
 sample size into fresh workspaces, in the same run, and the ratio (a)/(b) is printed.
 Goal (issue 3): (a)/(b) <= 1.15.
 """
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from checker.chain import CI_PARAMETERS, DATA_DIR, run_chain, stage_notebooks  # noqa: E402
 
-PRELUDE = "from IPython.display import display  # noqa\n"
+PRELUDE = "from IPython import get_ipython  # noqa\nfrom IPython.display import display  # noqa\n"
 
 
 def export_scripts(notebooks: list[Path], workspace: Path, params: dict, out: Path) -> list[Path]:
@@ -44,7 +45,7 @@ def export_scripts(notebooks: list[Path], workspace: Path, params: dict, out: Pa
             progress_bar=False,
         )
         code, _ = PythonExporter().from_notebook_node(nbformat.read(prepared, as_version=4))
-        script = out / (notebook.stem + ".py")
+        script = out / (notebook.stem + ".ipy")  # .ipy: IPython runs it with magics enabled
         script.write_text(PRELUDE + code, encoding="utf-8")
         scripts.append(script)
     return scripts

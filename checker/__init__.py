@@ -16,11 +16,13 @@ from pathlib import Path
 from checker import (  # noqa: F401
     checkpoints,
     evaluation,
+    lab,
     lifecycle_map,
     manifest,
     monitoring,
     problem,
     retirement,
+    self_assessment,
     serving,
     store,
 )
@@ -29,7 +31,7 @@ from checker.registry import CHECKS
 from checker.result import CheckResult, Report
 from checker.workspace import Workspace
 
-# The checks in the order of the course: stages 01-07, then the exercises.
+# The checks in the order of the course: stages 01-07, the exercises 08-10, then the whole map.
 COURSE_ORDER = (
     "problem_defined",
     "data_versioned",
@@ -39,6 +41,10 @@ COURSE_ORDER = (
     "deployed",
     "monitored",
     "retired",
+    "stages_mapped",
+    "failure_mode_sketched",
+    "lab_improved",
+    "self_assessed",
     "lifecycle_map",
 )
 for _name in sorted(CHECKS, key=lambda n: COURSE_ORDER.index(n) if n in COURSE_ORDER else 99):

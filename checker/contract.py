@@ -3,6 +3,7 @@ that reports each problem as `file: field: expected …, found …`."""
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from functools import cache
@@ -55,7 +56,7 @@ def _fast(name: str):  # noqa: ANN202 - a compiled validator, or None
         import fastjsonschema
     except ImportError:  # optional: without it, every document goes through jsonschema
         return None
-    return fastjsonschema.compile(schema(name))
+    return fastjsonschema.compile(copy.deepcopy(schema(name)))  # it rewrites $refs in place
 
 
 def schema_problems(name: str, document: Any, file: str) -> list[str]:

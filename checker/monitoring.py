@@ -79,6 +79,7 @@ def psi_counts(reference, current) -> tuple[list[str], list[int], list[int]]:  #
             return [*np.bincount(bins, minlength=edges.size + 1).tolist(), int(missing.sum())]
 
         return [*labels, "missing"], count(ref), count(cur)
+
     def by_text(series):  # noqa: ANN001, ANN202 - counts per category as text, hashed not looped
         counts = series.value_counts(dropna=True)
         counts.index = counts.index.map(str)

@@ -10,8 +10,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from hostile import deadline, snapshot
 from training_builders import RESUME_AFTER, TrainingRuns, add_training_runs
+from untrusted import deadline, snapshot
 
 import checker
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from hostile import FOUNDATION, HOSTILE_MANIFEST, HOSTILE_MAP, HOSTILE_STORE, edit_manifest
+from untrusted import FOUNDATION, HOSTILE_MANIFEST, HOSTILE_MAP, HOSTILE_STORE, edit_manifest
 
 from checker.__main__ import main
 

@@ -21,7 +21,7 @@ from evaluation_builders import (
     write_predictions,
     write_report,
 )
-from hostile import deadline, edit_manifest, snapshot
+from untrusted import deadline, edit_manifest, snapshot
 
 import checker
 from checker import evaluation

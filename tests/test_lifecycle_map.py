@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from builders import VALID_MAP
-from hostile import HOSTILE_MAP, MAP, billion_laughs, deadline, snapshot, write_map
+from untrusted import HOSTILE_MAP, MAP, billion_laughs, deadline, snapshot, write_map
 
 import checker
 from checker.lifecycle_map import STAGES, placeholder_reason

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from builders import column_stats, write_csv_gz
-from hostile import (
+from untrusted import (
     MANIFEST,
     deadline,
     edit_manifest,

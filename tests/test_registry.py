@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostile import FOUNDATION, HOSTILE_MANIFEST, HOSTILE_MAP, HOSTILE_STORE, snapshot
+from untrusted import FOUNDATION, HOSTILE_MANIFEST, HOSTILE_MAP, HOSTILE_STORE, snapshot
 
 import checker
 from checker import CHECKS, COURSE_ORDER, CheckerError

@@ -11,8 +11,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from hostile import deadline
 from retirement_builders import MODEL, build_retired_workspace, model_card, uri, write_sums
+from untrusted import deadline
 
 import checker.retirement  # noqa: F401 - registers the check
 from checker.registry import CHECKS

@@ -16,7 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from alembic.script import ScriptDirectory
-from hostile import (
+from untrusted import (
     HOSTILE_STORE,
     MANIFEST,
     RECURSIVE_VIEW,

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hostile import deadline, snapshot
+from untrusted import deadline, snapshot
 
 from checker.errors import Invalid
 from checker.workspace import (
