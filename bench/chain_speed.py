@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from checker.chain import CI_PARAMETERS, DATA_DIR, run_chain, stage_notebooks  # noqa: E402
 
-PRELUDE = "from IPython import get_ipython  # noqa\nfrom IPython.display import display  # noqa\n"
+PRELUDE = "from IPython.display import display  # noqa\n"
 
 
 def export_scripts(notebooks: list[Path], workspace: Path, params: dict, out: Path) -> list[Path]:
