@@ -4,8 +4,8 @@
 
 (a) runs the stage solutions with `checker.chain.run_chain` (one process, papermill, the next
 kernel started while the current notebook runs); (b) runs the same notebooks' code, parameterized
-the same way and exported with nbconvert, as one `ipython script.py` per notebook (IPython for
-the cell magics; no kernel, no messaging, no rendered outputs). Both at the CI
+the same way, as one `python script.py` per notebook (the one cell magic, `%%writefile`, becomes
+a file write; no kernel, no messaging, no rendered outputs). Both at the CI
 sample size into fresh workspaces, in the same run, and the ratio (a)/(b) is printed.
 Goal (issue 3): (a)/(b) <= 1.15.
 """
@@ -28,11 +28,20 @@ from checker.chain import CI_PARAMETERS, DATA_DIR, run_chain, stage_notebooks  #
 PRELUDE = "from IPython.display import display  # noqa\n"
 
 
+def to_python(source: str) -> str:
+    """A code cell as plain Python: `%%writefile PATH` becomes a write, line magics are dropped."""
+    lines = source.splitlines()
+    if lines and lines[0].startswith("%%writefile"):
+        target = lines[0].split(maxsplit=1)[1].strip().strip('"')
+        body = "\n".join(lines[1:]) + "\n"
+        return f"from pathlib import Path\nPath(f{target!r}).write_text({body!r})\n"
+    return "\n".join(line for line in lines if not line.lstrip().startswith("%")) + "\n"
+
+
 def export_scripts(notebooks: list[Path], workspace: Path, params: dict, out: Path) -> list[Path]:
-    """Parameterize each notebook as papermill would, then export its code to a script."""
+    """Parameterize each notebook as papermill would, then write its code cells as a script."""
     import nbformat
     import papermill as pm
-    from nbconvert import PythonExporter
 
     scripts = []
     for notebook in notebooks:
@@ -44,8 +53,9 @@ def export_scripts(notebooks: list[Path], workspace: Path, params: dict, out: Pa
             prepare_only=True,
             progress_bar=False,
         )
-        code, _ = PythonExporter().from_notebook_node(nbformat.read(prepared, as_version=4))
-        script = out / (notebook.stem + ".ipy")  # .ipy: IPython runs it with magics enabled
+        cells = nbformat.read(prepared, as_version=4).cells
+        code = "\n".join(to_python(c.source) for c in cells if c.cell_type == "code")
+        script = out / (notebook.stem + ".py")
         script.write_text(PRELUDE + code, encoding="utf-8")
         scripts.append(script)
     return scripts
