@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 
+DATASETS = Path(__file__).resolve().parents[1] / "datasets"
 MAX_NOTEBOOK_BYTES = 20_000_000  # a submitted notebook (inputs; outputs are not needed)
 MAX_OUTPUT_BYTES = 50_000_000  # what one executed notebook may weigh with its outputs
 
@@ -63,6 +64,8 @@ def run_submission(
     notebooks, problems = _notebooks(folder)
     copies = scratch / "notebooks"
     copies.mkdir(parents=True)
+    # Notebooks find the course's data (and exercise 10 its lab) by walking up from their folder.
+    (scratch / "datasets").symlink_to(DATASETS, target_is_directory=True)
     workspace = scratch / "workspace"
     workspace.mkdir()
     for path in notebooks:
@@ -128,6 +131,7 @@ def _child(copies: Path, workspace: Path, timeout: float) -> None:
         log=lambda _: None,
         execution_timeout=timeout,
         overlap=False,  # papermill owns each kernel, so a timed-out or dead kernel is reaped
+        stop_on_error=False,  # like nbgrader: a blank notebook costs its own points, not later ones
     )
     summary = [
         {
