@@ -116,6 +116,12 @@ def write_splits(ws: Path) -> dict:
         "test": y2013[bucket >= 17],
         "production": frame[frame["code_presentation"].str.startswith("2014")],
     }
+    return write_manifest(ws, parts, sources=["studentInfo"])
+
+
+def write_manifest(ws: Path, parts: dict[str, pd.DataFrame], sources: list[str], **extra) -> dict:
+    """Write each part as `data/<name>.csv.gz` and `data/manifest.json` describing them (contract
+    v1); `extra` adds top-level fields such as `label` and `features` (stage 02)."""
     splits = {}
     for name, part in parts.items():
         rel = f"data/{name}.csv.gz"
@@ -132,11 +138,10 @@ def write_splits(ws: Path) -> dict:
     manifest = {
         "version": hashlib.sha256(lines.encode()).hexdigest(),
         "key": "id_student",
+        **extra,
         "source": [
-            {
-                "path": "datasets/oulad/studentInfo.csv.gz",
-                "sha256": sha256_file(OULAD / "studentInfo.csv.gz"),
-            }
+            {"path": f"datasets/oulad/{s}.csv.gz", "sha256": sha256_file(OULAD / f"{s}.csv.gz")}
+            for s in sources
         ],
         "splits": splits,
     }

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from builders import OULAD, column_stats, sha256_file, write_csv_gz
+from builders import OULAD, write_csv_gz, write_manifest
 from scipy.stats import ks_2samp
 
 from checker import monitoring
@@ -128,32 +128,8 @@ def split_frames(sample_frac: float = 1.0, seed: int = 42) -> dict[str, pd.DataF
 
 def write_stage_splits(ws: Path, sample_frac: float = 1.0, seed: int = 42) -> dict:
     """Write the splits and a manifest with `label` and `features` (contract stage 02)."""
-    splits = {}
-    for name, part in split_frames(sample_frac, seed).items():
-        rel = f"data/{name}.csv.gz"
-        write_csv_gz(part, ws / rel)
-        back = pd.read_csv(ws / rel)
-        splits[name] = {
-            "path": rel,
-            "sha256": sha256_file(ws / rel),
-            "rows": len(back),
-            "columns": {c: str(back[c].dtype) for c in back.columns},
-            "stats": column_stats(back),
-        }
-    lines = "".join(f"{n}:{splits[n]['sha256']}\n" for n in sorted(splits))
-    manifest = {
-        "version": hashlib.sha256(lines.encode()).hexdigest(),
-        "key": "id_student",
-        "label": "at_risk",
-        "features": FEATURES,
-        "source": [
-            {"path": f"datasets/oulad/{s}.csv.gz", "sha256": sha256_file(OULAD / f"{s}.csv.gz")}
-            for s in SOURCES
-        ],
-        "splits": splits,
-    }
-    (ws / "data" / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return manifest
+    parts = split_frames(sample_frac, seed)
+    return write_manifest(ws, parts, SOURCES, label="at_risk", features=FEATURES)
 
 
 def risk_score(frame: pd.DataFrame) -> np.ndarray:
