@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except CheckerError as exc:
         print(f"python -m checker: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `python -m checker check ws --json | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
