@@ -17,7 +17,7 @@ from checker.contract import schema_problems
 from checker.errors import Invalid
 from checker.manifest import MANIFEST, load_split, read_split
 from checker.registry import Problems, check
-from checker.workspace import MAX_DATA_BYTES, Workspace, parse_json
+from checker.workspace import MAX_DATA_BYTES, Workspace
 
 REPORT = "monitoring/report.json"
 SCORES = "monitoring/scores.csv.gz"
@@ -29,8 +29,6 @@ EMPTY_SHARE = 1e-4  # the share an empty bin gets, so that ln(q/p) stays finite
 QUANTILES = tuple(i / 10 for i in range(1, 10))
 TOLERANCE = 0.01  # absolute, for PSI, KS, prediction PSI, AUC, recall and the alert values
 SERVING_TOLERANCE = 1e-6  # relative, for p95 and error rate (both recompute exactly)
-MAX_LOG_BYTES = 50_000_000
-MAX_LOG_LINES = 1_000_000
 SCORE_COLUMNS = ("split", "id_student", "code_presentation", "y_true", "y_score")
 SERVING_RULES = ("latency_p95_ms", "error_rate")
 REQUIRED_RULES = ("feature_psi_max", "prediction_psi", "auc_drop")
@@ -213,34 +211,11 @@ def error_rate(records: Sequence[dict]) -> float:
 
 
 def read_requests(ws: Workspace) -> list[dict]:
-    """The request log, one strict-JSON object per non-blank line, each with a finite
-    `latency_ms` >= 0, an integer `status` and a boolean `fallback`; else `Invalid`."""
-    path = ws.resolve(REQUESTS, what=REQUESTS, max_bytes=MAX_LOG_BYTES)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise Invalid(
-            f"{REQUESTS}: expected UTF-8 text, found an invalid byte at {exc.start}"
-        ) from None
-    lines = text.splitlines()
-    if len(lines) > MAX_LOG_LINES:
-        raise Invalid(f"{REQUESTS}: expected at most {MAX_LOG_LINES:,} lines, found {len(lines):,}")
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        record = parse_json(line, f"{REQUESTS} line {number}")
-        where = f"{REQUESTS} line {number}"
-        if not isinstance(record, dict):
-            raise Invalid(f"{where}: expected a JSON object, found {type(record).__name__}")
-        latency, status, fallback = (record.get(k) for k in ("latency_ms", "status", "fallback"))
-        if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
-            raise Invalid(f"{where}: latency_ms: expected a number >= 0, found {latency!r}")
-        if isinstance(status, bool) or not isinstance(status, int):
-            raise Invalid(f"{where}: status: expected an HTTP status code, found {status!r}")
-        if not isinstance(fallback, bool):
-            raise Invalid(f"{where}: fallback: expected true or false, found {fallback!r}")
-        records.append(record)
+    """The request log's records, read once per grading by stage 05's strict reader (every line
+    strict JSON and valid against `schemas/serving_request.schema.json`); else `Invalid`."""
+    from checker.serving import read_log
+
+    records = [record for _, record in read_log(ws)]
     if not records:
         raise Invalid(f"{REQUESTS}: expected at least one request, found an empty log")
     return records

@@ -66,7 +66,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def read_log(ws: Workspace) -> list[tuple[int, dict]]:
-    """The log's records with their line numbers; raise `Invalid` naming the first bad lines."""
+    """The log's records with their line numbers; raise `Invalid` naming the first bad lines.
+
+    Parsed once per grading (`deployed` and `monitored` both read it); do not mutate the records.
+    """
+    return ws.memo(("requests", LOG), lambda: _parse_log(ws))
+
+
+def _parse_log(ws: Workspace) -> list[tuple[int, dict]]:
     path = ws.resolve(LOG, what=LOG, max_bytes=MAX_LOG_BYTES)
     try:
         text = path.read_bytes().decode("utf-8")

@@ -400,12 +400,13 @@ def test_without_a_request_log_serving_must_be_null(ws: Path) -> None:
 
 def test_bad_request_log_line_fails(ws: Path) -> None:
     log = ws / monitoring.REQUESTS
-    log.write_text(log.read_text() + '{"latency_ms": -1, "status": 200, "fallback": false}\n')
-    assert "serving/requests.jsonl line 401: latency_ms: expected a number >= 0, found -1" in (
+    bad = json.loads(log.read_text().splitlines()[-1]) | {"latency_ms": -1}
+    log.write_text(log.read_text() + json.dumps(bad) + "\n")
+    assert "serving/requests.jsonl: line 401: latency_ms: expected at least 0, found -1" in (
         messages(ws)
     )
     log.write_text("not json\n")
-    assert "serving/requests.jsonl line 1: expected valid JSON" in messages(ws)
+    assert "serving/requests.jsonl: line 1: expected valid JSON" in messages(ws)
 
 
 # --- the real chain -----------------------------------------------------------------------------
