@@ -24,7 +24,7 @@ from pathlib import Path
 from checker.contract import schema_problems
 from checker.errors import CheckerError, Invalid
 from checker.lifecycle_map import placeholder_reason
-from checker.manifest import data_version, load_split, sha256_file
+from checker.manifest import data_version, load_split, sha256_file, shared_keys
 from checker.registry import Problems, check
 from checker.store import STORE, _finite, open_store
 from checker.workspace import MAX_DATA_BYTES, Workspace
@@ -107,9 +107,9 @@ def _manifest_problems(ws: Workspace, *, test_set: bool) -> Problems:
     elif "test" in keys and len(keys["test"]) == 0:
         yield f"{LAB_MANIFEST}: splits.test: expected rows to test on, found an empty test split"
     for a, b in combinations(sorted(keys), 2):
-        shared = set(keys[a].dropna().astype(str)) & set(keys[b].dropna().astype(str))
-        if shared:
-            sample = ", ".join(sorted(shared)[:3])
+        shared = shared_keys(keys[a], keys[b])
+        if len(shared):
+            sample = ", ".join(str(k) for k in shared[:3])
             yield (
                 f"{LAB_MANIFEST}: splits.{a} and splits.{b}: expected no {key} in both, found "
                 f"{len(shared)} shared (for example {sample}): the test set leaks"

@@ -129,8 +129,8 @@ def _stats_problems(name: str, frame, stats: dict) -> Problems:  # noqa: ANN001
                 yield f"{field}.{column}.{key}: expected {value:.6g} (recomputed), found {claimed!r}"
 
 
-def _shared_keys(a, b):  # noqa: ANN001, ANN202 - two pandas Series of key values
-    """The key values found in both series, compared as numbers when both are numeric."""
+def shared_keys(a, b):  # noqa: ANN001, ANN202 - two pandas Series of key values
+    """The key values found in both series (sorted), compared as numbers when both are numeric."""
     import numpy as np
 
     left, right = a.dropna().to_numpy(), b.dropna().to_numpy()
@@ -203,7 +203,7 @@ def data_versioned(ws: Workspace) -> Problems:
             )
     for a, b in combinations(REQUIRED_SPLITS, 2):
         if a in keys and b in keys:
-            shared = _shared_keys(keys[a], keys[b])
+            shared = shared_keys(keys[a], keys[b])
             if len(shared):
                 sample = ", ".join(str(k) for k in shared[:3])
                 yield (
