@@ -11,6 +11,7 @@ BIN := $(abspath $(VENV))/bin
 PY := $(BIN)/python
 WORKSPACE ?= build/demo/workspace
 PORT ?= 5000
+LAB_ARGS ?=  # e.g. --allow-root inside a container that runs as root
 
 # nbgrader runs `alembic` and papermill runs kernels through PATH: the venv comes first.
 export PATH := $(BIN):$(PATH)
@@ -33,7 +34,8 @@ demo: $(VENV)/.installed
 	$(PY) -m checker.chain --out build/demo
 
 lab: $(VENV)/.installed
-	$(BIN)/jupyter lab --ip=127.0.0.1 --notebook-dir=. notebooks/lifecycle
+	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=. \
+		--LabApp.default_url=/lab/tree/notebooks/lifecycle $(LAB_ARGS)
 
 notebooks: $(VENV)/.installed
 	$(BIN)/nbgrader generate_assignment lifecycle --force --log-level=WARN
