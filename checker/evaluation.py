@@ -11,7 +11,6 @@ cost a second per workspace in batch grading); tests/test_evaluation.py holds th
 
 from __future__ import annotations
 
-import io
 import math
 from collections import Counter
 
@@ -22,6 +21,7 @@ from checker.errors import Invalid
 from checker.manifest import load_split
 from checker.registry import Problems, check
 from checker.store import open_store
+from checker.table import Table, parse
 from checker.workspace import Workspace
 
 PREDICTIONS = "evaluation/predictions.csv"
@@ -193,21 +193,20 @@ def _examples(items) -> str:  # noqa: ANN001
     return ", ".join(str(i) for i in items[:MAX_EXAMPLES]) + more
 
 
-def read_predictions(ws: Workspace):  # noqa: ANN201 - a pandas DataFrame
-    import pandas as pd
-
+def read_predictions(ws: Workspace) -> Table:
     path = ws.resolve(PREDICTIONS, what=PREDICTIONS, max_bytes=MAX_PREDICTIONS_BYTES)
     text = {"code_presentation": str} | dict.fromkeys(GROUP_ATTRIBUTES, str)
-    try:
-        return pd.read_csv(io.BytesIO(path.read_bytes()), dtype=text, low_memory=False)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise Invalid(
-            f"{PREDICTIONS}: expected a readable CSV with a header row, found: {first}"
-        ) from None
+    return parse(path.read_bytes(), PREDICTIONS, how="predictions", dtype=text)
 
 
-def _column_problems(frame, attributes: list[str]) -> Problems:  # noqa: ANN001
+def _column_problems(pred: Table, attributes: list[str]) -> list[str]:
+    """What is wrong with the predictions' columns, worked out once per file."""
+    return pred.derive(
+        ("columns", tuple(attributes)), lambda: list(_columns(pred.frame, attributes))
+    )
+
+
+def _columns(frame, attributes: list[str]) -> Problems:  # noqa: ANN001 - a pandas DataFrame
     import pandas as pd
 
     wanted = [*PREDICTION_COLUMNS, *attributes]
@@ -242,7 +241,19 @@ def _column_problems(frame, attributes: list[str]) -> Problems:  # noqa: ANN001
         yield f"{PREDICTIONS}: code_presentation: expected a presentation on every row, found blanks"
 
 
-def _test_split(ws: Workspace) -> tuple[dict, object, str, str]:
+def _labels(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+    """y_true, y_score and y_pred as arrays (read-only)."""
+    arrays = (
+        frame["y_true"].to_numpy(dtype="int64"),
+        frame["y_score"].to_numpy(dtype=float),
+        frame["y_pred"].to_numpy(dtype="int64"),
+    )
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
+
+
+def _test_split(ws: Workspace) -> tuple[dict, Table, str, str]:
     manifest = ws.read_json(MANIFEST)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
         raise Invalid(f"{MANIFEST}: splits: expected an object naming the split files, found none")
@@ -250,28 +261,57 @@ def _test_split(ws: Workspace) -> tuple[dict, object, str, str]:
     if not isinstance(test, dict) or not isinstance(test.get("path"), str):
         raise Invalid(f"{MANIFEST}: splits.test.path: expected the test split's file, found none")
     rel = test["path"]
-    frame = load_split(ws, rel, f"{MANIFEST}: splits.test.path")
+    table = load_split(ws, rel, f"{MANIFEST}: splits.test.path")
     key = manifest.get("key") if isinstance(manifest.get("key"), str) else "id_student"
     label = manifest.get("label") if isinstance(manifest.get("label"), str) else "at_risk"
     for column in (key, "code_presentation", label):
-        if column not in frame.columns:
+        if column not in table.frame.columns:
             raise Invalid(f"{rel}: columns: expected a column {column!r}, found none")
-    return manifest, frame, key, label
+    return manifest, table, key, label
 
 
 def _rows(*columns) -> Counter:  # noqa: ANN002
     return Counter(zip(*columns, strict=True))
 
 
-def _split_problems(pred, split, key: str, label: str, rel: str, attributes: list[str]) -> Problems:  # noqa: ANN001
+def _ids(table: Table, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (learner, presentation) of every row, computed once per file."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        frame = table.frame
+        return (
+            frame[key].astype("int64").to_numpy(),
+            frame["code_presentation"].astype(str).to_numpy(),
+        )
+
+    return table.derive(("ids", key), compute)
+
+
+def _groups(table: Table, attribute: str) -> np.ndarray:
+    return table.derive(("groups", attribute), lambda: group_labels(table.frame[attribute]))
+
+
+def _tally(table: Table, key: str, column: str | None = None, groups: bool = False) -> Counter:
+    """Rows as a multiset of (learner, presentation[, a column's value]), once per file."""
+
+    def compute() -> Counter:
+        ids = _ids(table, key)
+        if column is None:
+            return _rows(*ids)
+        values = (
+            _groups(table, column) if groups else table.frame[column].astype("int64").to_numpy()
+        )
+        return _rows(*ids, values)
+
+    return table.derive(("tally", key, column, groups), compute)
+
+
+def _split_problems(
+    pred: Table, split: Table, key: str, label: str, rel: str, attributes: list[str]
+) -> Problems:
     """The predictions are the test split's rows (as a multiset of learner and presentation), with
     its labels and its group attributes."""
-    ids_p = (pred["id_student"].astype("int64").to_numpy(), pred["code_presentation"].to_numpy())
-    ids_s = (
-        split[key].astype("int64").to_numpy(),
-        split["code_presentation"].astype(str).to_numpy(),
-    )
-    have, want = _rows(*ids_p), _rows(*ids_s)
+    have, want = _tally(pred, "id_student"), _tally(split, key)
     if have != want:
         extra, absent = have - want, want - have
 
@@ -284,12 +324,9 @@ def _split_problems(pred, split, key: str, label: str, rel: str, attributes: lis
             f"split{some(extra)}, {sum(absent.values())} test rows missing{some(absent)}"
         )
         return
-    y_split = split[label]
-    if not y_split.isin([0, 1]).all():
+    if not split.derive(("binary", label), lambda: bool(split.frame[label].isin([0, 1]).all())):
         raise Invalid(f"{rel}: {label}: expected 0 or 1 on every row, found other values")
-    differ = _rows(*ids_p, pred["y_true"].astype("int64").to_numpy()) - _rows(
-        *ids_s, y_split.astype("int64").to_numpy()
-    )
+    differ = _tally(pred, "id_student", "y_true") - _tally(split, key, label)
     if differ:
         yield (
             f"{PREDICTIONS}: y_true: expected the test split's {label} on every row, found "
@@ -297,11 +334,11 @@ def _split_problems(pred, split, key: str, label: str, rel: str, attributes: lis
             f"{_examples(f'{i}/{p}' for i, p, _ in differ)})"
         )
     for attribute in attributes:
-        if attribute not in split.columns:
+        if attribute not in split.frame.columns:
             yield f"{rel}: columns: expected a column {attribute!r} to group learners by, found none"
             continue
-        differ = _rows(*ids_p, group_labels(pred[attribute])) - _rows(
-            *ids_s, group_labels(split[attribute])
+        differ = _tally(pred, "id_student", attribute, groups=True) - _tally(
+            split, key, attribute, groups=True
         )
         if differ:
             yield (
@@ -355,10 +392,10 @@ def _calibration_problems(report: dict, y: np.ndarray, s: np.ndarray) -> Problem
                 yield f"{field}[{i}].{name}: expected {want[name]:.6g} (recomputed from {PREDICTIONS}), found {have[name]!r}"
 
 
-def _group_problems(report: dict, pred, y: np.ndarray, p: np.ndarray, limit) -> Problems:  # noqa: ANN001
+def _group_problems(report: dict, pred: Table, y: np.ndarray, p: np.ndarray, limit) -> Problems:  # noqa: ANN001
     for attribute, entry in report["groups"].items():
         field = f"{REPORT}: groups.{attribute}"
-        labels = group_labels(pred[attribute])
+        labels = _groups(pred, attribute)
         values, positives = group_metric(y, p, labels, entry["metric"], entry["min_positives"])
         if set(entry["values"]) != set(values):
             yield (
@@ -399,7 +436,7 @@ def _robustness_problems(report: dict) -> Problems:
             )
 
 
-def _drift_problems(ws: Workspace, report: dict, manifest: dict, frames: dict) -> Problems:
+def _drift_problems(ws: Workspace, report: dict, manifest: dict, tables: dict) -> Problems:
     drift = report["drift"]
     splits = manifest["splits"]
     names = [drift["reference"], *drift["splits"]]
@@ -408,19 +445,19 @@ def _drift_problems(ws: Workspace, report: dict, manifest: dict, frames: dict) -
             yield f"{REPORT}: drift: expected splits named in {MANIFEST} {sorted(splits)}, found {name!r}"
             return
     for name in names:
-        if name not in frames:
+        if name not in tables:
             rel = splits[name].get("path") if isinstance(splits[name], dict) else None
-            frames[name] = load_split(ws, str(rel), f"{MANIFEST}: splits.{name}.path")
-    reference = frames[drift["reference"]]
+            tables[name] = load_split(ws, str(rel), f"{MANIFEST}: splits.{name}.path")
+    reference = tables[drift["reference"]]
     for name, entry in drift["splits"].items():
-        current = frames[name]
+        current = tables[name]
         for feature, stats in entry["features"].items():
             field = f"{REPORT}: drift.splits.{name}.features.{feature}"
-            columns = (reference.get(feature), current.get(feature))
+            columns = (reference.frame.get(feature), current.frame.get(feature))
             if any(c is None or c.dtype.kind not in "iuf" for c in columns):
                 yield f"{field}: expected a numeric column of both {drift['reference']} and {name}, found none"
                 continue
-            a, b = (c.dropna().to_numpy(dtype=float) for c in columns)
+            a, b = reference.column(feature).present, current.column(feature).present
             if not len(a) or not len(b):
                 continue
             stat = ks_statistic(a, b)
@@ -507,7 +544,7 @@ def evaluated(ws: Workspace) -> Problems:
         return
     pred = read_predictions(ws)
     attributes = list(report["groups"])
-    problems = list(_column_problems(pred, attributes))
+    problems = _column_problems(pred, attributes)
     if problems:
         yield from problems
         return
@@ -520,9 +557,7 @@ def evaluated(ws: Workspace) -> Problems:
     yield from problems
     if problems:
         return
-    y = pred["y_true"].to_numpy(dtype="int64")
-    s = pred["y_score"].to_numpy(dtype=float)
-    p = pred["y_pred"].to_numpy(dtype="int64")
+    y, s, p = pred.derive("y", lambda: _labels(pred.frame))
     threshold = report["threshold"]
     wrong = int(np.sum(p != (s >= threshold)))
     if wrong:

@@ -24,10 +24,10 @@ from pathlib import Path
 from checker.contract import schema_problems
 from checker.errors import CheckerError, Invalid
 from checker.lifecycle_map import placeholder_reason
-from checker.manifest import data_version, load_split, sha256_file, shared_keys
+from checker.manifest import data_version, file_bytes, load_split, shared_keys
 from checker.registry import Problems, check
 from checker.store import STORE, _finite, open_store
-from checker.workspace import MAX_DATA_BYTES, Workspace
+from checker.workspace import Workspace
 
 LAB = Path("datasets") / "labs" / "typical-lab.ipynb"
 IMPROVEMENT = "lab/improvement.json"
@@ -74,22 +74,21 @@ def _manifest_problems(ws: Workspace, *, test_set: bool) -> Problems:
     for name, split in splits.items():
         where = f"{LAB_MANIFEST}: splits.{name}.path"
         try:
-            path = ws.resolve(split["path"], what=where, max_bytes=MAX_DATA_BYTES)
-            found = sha256_file(path)
+            _, found = file_bytes(ws, split["path"], where)
             hashes[name] = found
             if found != split["sha256"]:
                 yield (
                     f"{LAB_MANIFEST}: splits.{name}.sha256: expected {found} (the sha256 of "
                     f"{split['path']}), found {split['sha256']}"
                 )
-            frame = load_split(ws, split["path"], where)
+            table = load_split(ws, split["path"], where)
         except Invalid as exc:
             yield str(exc)
             continue
-        if len(frame) != split["rows"]:
-            yield f"{LAB_MANIFEST}: splits.{name}.rows: expected {len(frame)} (rows in {split['path']}), found {split['rows']}"
-        if key in frame.columns:
-            keys[name] = frame[key]
+        if len(table) != split["rows"]:
+            yield f"{LAB_MANIFEST}: splits.{name}.rows: expected {len(table)} (rows in {split['path']}), found {split['rows']}"
+        if key in table.frame.columns:
+            keys[name] = table.column(key)
         elif test_set:
             yield f"{LAB_MANIFEST}: key: expected a column of {split['path']}, found {key!r} is not one"
     if len(hashes) == len(splits):

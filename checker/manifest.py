@@ -18,6 +18,7 @@ from pathlib import Path
 from checker.contract import schema_problems
 from checker.errors import Invalid
 from checker.registry import Problems, check
+from checker.table import Column, Table, parse
 from checker.workspace import MAX_DATA_BYTES, Workspace
 
 MANIFEST = "data/manifest.json"
@@ -58,62 +59,73 @@ def dtype_family(dtype: str) -> str | None:
     return None
 
 
-def read_split(path: Path, rel: str):  # noqa: ANN201 - a pandas DataFrame; pandas loads lazily
+def read_split(
+    path: Path, rel: str, *, raw: bytes | None = None, digest: str | None = None
+) -> Table:
     """Read a split file (`.csv` or `.csv.gz`) with caps on the decompressed size."""
-    import pandas as pd
-
-    raw = path.read_bytes()
+    raw = path.read_bytes() if raw is None else raw
     if rel.endswith(".csv.gz"):
-        try:
-            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
-                raw = stream.read(MAX_UNCOMPRESSED + 1)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise Invalid(f"{rel}: expected a gzip-compressed CSV, found {exc}") from None
-        if len(raw) > MAX_UNCOMPRESSED:
-            raise Invalid(f"{rel}: decompresses to more than {MAX_UNCOMPRESSED:,} bytes")
-    elif not rel.endswith(".csv"):
-        raise Invalid(
-            f"{rel}: expected a .csv or .csv.gz file, found {Path(rel).suffix or 'no suffix'}"
-        )
+        return parse(raw, rel, "split.gz", decode=lambda data: _gunzip(data, rel), digest=digest)
+    if rel.endswith(".csv"):
+        return parse(raw, rel, "split", digest=digest)
+    raise Invalid(
+        f"{rel}: expected a .csv or .csv.gz file, found {Path(rel).suffix or 'no suffix'}"
+    )
+
+
+def _gunzip(raw: bytes, rel: str) -> bytes:
     try:
-        return pd.read_csv(io.BytesIO(raw), low_memory=False)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise Invalid(f"{rel}: expected a readable CSV with a header row, found: {first}") from None
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            data = stream.read(MAX_UNCOMPRESSED + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise Invalid(f"{rel}: expected a gzip-compressed CSV, found {exc}") from None
+    if len(data) > MAX_UNCOMPRESSED:
+        raise Invalid(f"{rel}: decompresses to more than {MAX_UNCOMPRESSED:,} bytes")
+    return data
 
 
-def load_split(ws: Workspace, rel: str, what: str):  # noqa: ANN201 - a pandas DataFrame
+def file_bytes(ws: Workspace, rel: str, what: str) -> tuple[bytes, str]:
+    """The bytes of the data file `rel` and their sha256, read once per grading."""
+
+    def read() -> tuple[bytes, str]:
+        raw = ws.resolve(rel, what=what, max_bytes=MAX_DATA_BYTES).read_bytes()
+        return raw, hashlib.sha256(raw).hexdigest()
+
+    return ws.memo(("file", rel), read)
+
+
+def load_split(ws: Workspace, rel: str, what: str) -> Table:
     """The split file `rel` of a workspace, resolved safely and parsed once per grading.
 
-    Checks that recompute from the splits (metrics, PSI) use this; treat the frame as read-only.
+    Checks that recompute from the splits (metrics, PSI) use this; the table is read-only.
     """
 
-    def parse():  # noqa: ANN202
-        return read_split(ws.resolve(rel, what=what, max_bytes=MAX_DATA_BYTES), rel)
+    def read() -> Table:
+        raw, digest = file_bytes(ws, rel, what)
+        return read_split(Path(rel), rel, raw=raw, digest=digest)
 
-    return ws.memo(("split", rel), parse)
+    return ws.memo(("split", rel), read)
 
 
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=TOLERANCE, abs_tol=TOLERANCE)
 
 
-def _stats_problems(name: str, frame, stats: dict) -> Problems:  # noqa: ANN001
+def _stats_problems(name: str, table: Table, stats: dict) -> Problems:
     field = f"{MANIFEST}: splits.{name}.stats"
+    frame = table.frame
     missing_cols = [c for c in frame.columns if c not in stats]
     if missing_cols:
         yield f"{field}: expected stats for every column, found none for {', '.join(missing_cols[:5])}"
-    numeric = frame.select_dtypes(include="number", exclude="bool")
-    missing = frame.isna().sum()
-    described = {"mean": numeric.mean(), "min": numeric.min(), "max": numeric.max()}
     for column in frame.columns:
         given = stats.get(column)
         if not isinstance(given, dict):
             continue
-        found = int(missing[column])
+        col = table.column(column)
+        found = col.missing
         if given.get("missing") != found:
             yield f"{field}.{column}.missing: expected {found} (recomputed), found {given.get('missing')!r}"
-        if column not in numeric.columns:
+        if not col.numeric:
             if "top" not in given:
                 yield f"{field}.{column}: expected 'top' categories for a non-numeric column, found none"
             continue
@@ -123,17 +135,30 @@ def _stats_problems(name: str, frame, stats: dict) -> Problems:  # noqa: ANN001
             continue
         if found == len(frame):
             continue
-        for key, values in described.items():
-            value, claimed = float(values[column]), given[key]
+        described = table.derive(("described", column), lambda c=col: _described(c.present))
+        for key, value in described.items():
+            claimed = given[key]
             if not isinstance(claimed, int | float) or not _close(float(claimed), value):
                 yield f"{field}.{column}.{key}: expected {value:.6g} (recomputed), found {claimed!r}"
 
 
-def shared_keys(a, b):  # noqa: ANN001, ANN202 - two pandas Series of key values
-    """The key values found in both series (sorted), compared as numbers when both are numeric."""
+def _described(values) -> dict[str, float]:  # noqa: ANN001 - a float array, no NaN
+    """Mean, min and max as pandas gives them for a column (NaN skipped)."""
     import numpy as np
 
-    left, right = a.dropna().to_numpy(), b.dropna().to_numpy()
+    with np.errstate(invalid="ignore", over="ignore"):
+        return {
+            "mean": float(values.mean()),
+            "min": float(values.min()),
+            "max": float(values.max()),
+        }
+
+
+def shared_keys(a: Column, b: Column):  # noqa: ANN201 - a numpy array
+    """The key values found in both columns (sorted), compared as numbers when both are numeric."""
+    import numpy as np
+
+    left, right = a.distinct, b.distinct
     if left.dtype.kind not in "iuf" or right.dtype.kind not in "iuf":
         left, right = left.astype(str), right.astype(str)
     return np.intersect1d(left, right)
@@ -152,13 +177,12 @@ def data_versioned(ws: Workspace) -> Problems:
     keys: dict = {}
     for name, split in manifest["splits"].items():
         where = f"{MANIFEST}: splits.{name}.path"
+        rel = split["path"]
         try:
-            path = ws.resolve(split["path"], what=where, max_bytes=MAX_DATA_BYTES)
+            _, found_hash = file_bytes(ws, rel, where)
         except Invalid as exc:
             yield str(exc)
             continue
-        rel = split["path"]
-        found_hash = sha256_file(path)
         hashes[name] = found_hash
         if found_hash != split["sha256"]:
             yield (
@@ -166,10 +190,11 @@ def data_versioned(ws: Workspace) -> Problems:
                 f"found {split['sha256']}"
             )
         try:
-            frame = load_split(ws, rel, where)
+            table = load_split(ws, rel, where)
         except Invalid as exc:
             yield str(exc)
             continue
+        frame = table.frame
         if len(frame) != split["rows"]:
             yield f"{MANIFEST}: splits.{name}.rows: expected {len(frame)} (rows in {rel}), found {split['rows']}"
         declared = split["columns"]
@@ -188,12 +213,12 @@ def data_versioned(ws: Workspace) -> Problems:
                         f"{MANIFEST}: splits.{name}.columns.{column}: expected a dtype of the {actual} "
                         f"family (as read from {rel}), found {dtype!r}"
                     )
-        yield from _stats_problems(name, frame, split["stats"])
+        yield from _stats_problems(name, table, split["stats"])
         if name in REQUIRED_SPLITS:
             if key not in frame.columns:
                 yield f"{MANIFEST}: key: expected a column of {rel}, found {key!r} is not one"
             else:
-                keys[name] = frame[key]
+                keys[name] = table.column(key)
     if len(hashes) == len(manifest["splits"]):
         expected = data_version(hashes)
         if manifest["version"] != expected:

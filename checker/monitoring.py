@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 
 from checker.contract import schema_problems
 from checker.errors import Invalid
 from checker.manifest import MANIFEST, load_split, read_split
 from checker.registry import Problems, check
+from checker.table import Column, Table
 from checker.workspace import MAX_DATA_BYTES, Workspace
 
 REPORT = "monitoring/report.json"
@@ -39,18 +41,14 @@ REQUIRED_RULES = ("feature_psi_max", "prediction_psi", "auc_drop")
 
 def is_numeric(series) -> bool:  # noqa: ANN001 - a pandas Series
     """Numeric for PSI and KS: pandas reads the column as numbers (booleans are categories)."""
+    return _column(series).numeric
+
+
+def _column(values) -> Column:  # noqa: ANN001
+    """A checker Column for a pandas Series or array-like (a Column stays as it is)."""
     import pandas as pd
 
-    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-
-
-def _numbers(series):  # noqa: ANN001, ANN202
-    """Float values with every non-finite value (NaN, +-inf) as NaN: the missing bin."""
-    import numpy as np
-
-    values = series.to_numpy(dtype=float, na_value=np.nan, copy=True)
-    values[~np.isfinite(values)] = np.nan
-    return values
+    return values if isinstance(values, Column) else Column(pd.Series(values))
 
 
 def psi_counts(reference, current) -> tuple[list[str], list[int], list[int]]:  # noqa: ANN001
@@ -58,37 +56,32 @@ def psi_counts(reference, current) -> tuple[list[str], list[int], list[int]]:  #
 
     Numeric (both columns numeric): bin edges are the reference's deciles, `np.quantile` at
     0.1, ..., 0.9 (linear interpolation) on its non-missing values, duplicates dropped; the bins
-    are (-inf, q1], (q1, q2], ..., (qk, inf), then one bin for missing values.
+    are (-inf, q1], (q1, q2], ..., (qk, inf), then one bin for missing values (NaN and +-inf).
     Categorical (otherwise): one bin per category (as text) seen in either, then one for missing.
+    Takes pandas Series, array-likes or the checker's table columns (whose sorted values and
+    category counts are computed once per file).
     """
     import numpy as np
-    import pandas as pd
 
-    reference, current = pd.Series(reference), pd.Series(current)
-    if is_numeric(reference) and is_numeric(current):
-        ref, cur = _numbers(reference), _numbers(current)
-        present = ref[~np.isnan(ref)]
+    reference, current = _column(reference), _column(current)
+    if reference.numeric and current.numeric:
+        present = reference.finite
         edges = np.unique(np.quantile(present, QUANTILES)) if present.size else np.array([])
         labels = [f"<= {e:g}" for e in edges] + [f"> {edges[-1]:g}" if edges.size else "all"]
 
-        def count(values) -> list[int]:  # noqa: ANN001
-            missing = np.isnan(values)
-            bins = np.searchsorted(edges, values[~missing], side="left")
-            return [*np.bincount(bins, minlength=edges.size + 1).tolist(), int(missing.sum())]
+        def count(column: Column) -> list[int]:
+            bins = np.searchsorted(edges, column.finite, side="left")
+            counts = np.bincount(bins, minlength=edges.size + 1).tolist()
+            return [*counts, len(column) - column.finite.size]
 
-        return [*labels, "missing"], count(ref), count(cur)
+        return [*labels, "missing"], count(reference), count(current)
 
-    def by_text(series):  # noqa: ANN001, ANN202 - counts per category as text, hashed not looped
-        counts = series.value_counts(dropna=True)
-        counts.index = counts.index.map(str)
-        return counts.groupby(level=0).sum()
-
-    ref_counts, cur_counts = by_text(reference), by_text(current)
-    categories = sorted(set(ref_counts.index) | set(cur_counts.index))
+    ref_counts, cur_counts = reference.counts, current.counts
+    categories = sorted(set(ref_counts) | set(cur_counts))
     return (
         [*categories, "missing"],
-        [int(ref_counts.get(c, 0)) for c in categories] + [int(reference.isna().sum())],
-        [int(cur_counts.get(c, 0)) for c in categories] + [int(current.isna().sum())],
+        [ref_counts.get(c, 0) for c in categories] + [reference.missing],
+        [cur_counts.get(c, 0) for c in categories] + [current.missing],
     )
 
 
@@ -115,17 +108,15 @@ def psi(reference, current) -> float:  # noqa: ANN001 - pandas Series or array-l
 
 def ks_stat(reference, current) -> float | None:  # noqa: ANN001
     """The two-sample Kolmogorov-Smirnov statistic (the largest gap between the two empirical
-    CDFs, as `scipy.stats.ks_2samp` computes it) on the non-missing values of a numeric column;
+    CDFs, as `scipy.stats.ks_2samp` computes it) on the finite values of a numeric column;
     None for a categorical column or when a side has no values. Plain numpy: importing
     scipy.stats would cost a grade cell seconds."""
     import numpy as np
-    import pandas as pd
 
-    reference, current = pd.Series(reference), pd.Series(current)
-    if not (is_numeric(reference) and is_numeric(current)):
+    reference, current = _column(reference), _column(current)
+    if not (reference.numeric and current.numeric):
         return None
-    ref, cur = _numbers(reference), _numbers(current)
-    ref, cur = np.sort(ref[~np.isnan(ref)]), np.sort(cur[~np.isnan(cur)])
+    ref, cur = reference.finite, current.finite
     if not ref.size or not cur.size:
         return None
     values = np.concatenate([ref, cur])
@@ -137,16 +128,18 @@ def ks_stat(reference, current) -> float | None:  # noqa: ANN001
 
 
 def roc_auc(y_true, y_score) -> float:  # noqa: ANN001
-    """Area under the ROC curve (ties share their rank, as in scikit-learn)."""
+    """Area under the ROC curve (ties share their average rank, as in scikit-learn)."""
     import numpy as np
-    import pandas as pd
 
     y = np.asarray(y_true, dtype=int)
     positives = int(y.sum())
     negatives = len(y) - positives
     if not positives or not negatives:
         raise ValueError("ROC AUC needs both classes")
-    ranks = pd.Series(np.asarray(y_score, dtype=float)).rank(method="average").to_numpy()
+    _, inverse, counts = np.unique(
+        np.asarray(y_score, dtype=float), return_inverse=True, return_counts=True
+    )
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
     return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
@@ -221,7 +214,7 @@ def read_requests(ws: Workspace) -> list[dict]:
     return records
 
 
-def _split(ws: Workspace, manifest: dict, name: str):  # noqa: ANN202 - a DataFrame
+def _split(ws: Workspace, manifest: dict, name: str) -> Table:
     split = manifest["splits"].get(name)
     if not isinstance(split, dict) or not isinstance(split.get("path"), str):
         raise Invalid(f"{MANIFEST}: splits.{name}.path: expected the {name} split, found none")
@@ -263,7 +256,7 @@ def _far(claimed: float, recomputed: float, tolerance: float = TOLERANCE) -> boo
 # --- the check ------------------------------------------------------------------------------
 
 
-def _feature_problems(report: dict, manifest: dict, reference, current) -> Problems:  # noqa: ANN001
+def _feature_problems(report: dict, manifest: dict, reference: Table, current: Table) -> Problems:
     """Yield problems with the features' PSI and KS; return the recomputed PSI by column."""
     listed, recomputed = report["features"], {}
     absent = [f for f in manifest["features"] if f not in listed]
@@ -271,13 +264,14 @@ def _feature_problems(report: dict, manifest: dict, reference, current) -> Probl
         yield f"{REPORT}: features: expected every feature in {MANIFEST}, found no {', '.join(absent)}"
     for column, entry in listed.items():
         field = f"{REPORT}: features.{column}"
-        if column not in reference.columns or column not in current.columns:
+        if column not in reference.frame.columns or column not in current.frame.columns:
             yield f"{field}: expected a column of the train and production splits, found no such column"
             continue
-        expected = recomputed[column] = psi(reference[column], current[column])
+        ref, cur = reference.column(column), current.column(column)
+        expected = recomputed[column] = psi(ref, cur)
         if _far(entry["psi"], expected):
             yield f"{field}.psi: expected {expected:.4f} (recomputed from the splits, tolerance {TOLERANCE}), found {entry['psi']!r}"
-        stat = ks_stat(reference[column], current[column])
+        stat = ks_stat(ref, cur)
         if stat is None:
             if entry["ks_stat"] is not None or entry["ks_pvalue"] is not None:
                 yield f"{field}.ks_stat: expected null for a categorical column, found {entry['ks_stat']!r}"
@@ -288,58 +282,85 @@ def _feature_problems(report: dict, manifest: dict, reference, current) -> Probl
     return recomputed
 
 
-def _score_problems(ws: Workspace, manifest: dict, splits: dict) -> Problems:
+def _score_problems(ws: Workspace, manifest: dict, splits: dict[str, Table]) -> Problems:
     """Check monitoring/scores.csv.gz row by row against the splits; yield problems; return the
     scores by split (the generator's return value) when they are usable."""
     import numpy as np
 
     scores = read_split(ws.resolve(SCORES, what=SCORES, max_bytes=MAX_DATA_BYTES), SCORES)
-    missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
+    missing = [c for c in SCORE_COLUMNS if c not in scores.frame.columns]
     if missing:
         yield f"{SCORES}: columns: expected {list(SCORE_COLUMNS)}, found no {', '.join(missing)}"
         return None
-    values = scores["y_score"].to_numpy(dtype=float, na_value=np.nan)
+    values = scores.column("y_score").floats
     if not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
         yield f"{SCORES}: y_score: expected finite risk scores in [0, 1], found {int((~np.isfinite(values) | (values < 0) | (values > 1)).sum())} outside"
         return None
     label, by_split, usable = manifest["label"], {}, True
-    for name, frame in splits.items():
-        part = scores[scores["split"] == name]
+    parts = scores.derive("by split", lambda: _by_split(scores))
+    for name, table in splits.items():
+        part = parts.get(name)
         rel = manifest["splits"][name]["path"]
-        if len(part) != len(frame):
-            yield f"{SCORES}: split {name}: expected {len(frame)} rows (one per row of {rel}, in its order), found {len(part)}"
+        found = len(part.ids) if part is not None else 0
+        if found != len(table):
+            yield f"{SCORES}: split {name}: expected {len(table)} rows (one per row of {rel}, in its order), found {found}"
             usable = False
             continue
-        same_ids = np.array_equal(part["id_student"].to_numpy(), frame[manifest["key"]].to_numpy())
+        frame = table.frame
+        same_ids = np.array_equal(part.ids, frame[manifest["key"]].to_numpy())
         if not same_ids or label not in frame.columns:
             yield f"{SCORES}: split {name}: id_student: expected the {manifest['key']} column of {rel}, row for row, found other learners or another order"
             usable = False
-        elif not np.array_equal(part["y_true"].to_numpy(), frame[label].to_numpy()):
+        elif not np.array_equal(part.y_true, frame[label].to_numpy()):
             yield f"{SCORES}: split {name}: y_true: expected the {label} column of {rel}, row for row, found other labels"
             usable = False
         by_split[name] = part
     return by_split if usable else None
 
 
-def _decay_problems(report: dict, production, budget: float | None) -> Problems:  # noqa: ANN001
+class _Scores:
+    """The rows of one split in monitoring/scores.csv.gz, as arrays (read-only)."""
+
+    def __init__(self, frame) -> None:  # noqa: ANN001 - a pandas DataFrame
+        self.ids = frame["id_student"].to_numpy()
+        self.y_true = frame["y_true"].to_numpy()
+        self.y_score = Column(frame["y_score"])
+        self.presentation = frame["code_presentation"].to_numpy(dtype=object)
+
+    @cached_property
+    def by_presentation(self) -> dict:
+        """Presentation -> (y_true, y_score) of its rows, in the order of the file."""
+        import pandas as pd
+
+        groups = pd.Series(range(len(self.ids))).groupby(self.presentation, sort=True).indices
+        scores = self.y_score.floats
+        return {p: (self.y_true[i], scores[i]) for p, i in groups.items()}
+
+
+def _by_split(scores: Table) -> dict[str, _Scores]:
+    frame = scores.frame
+    return {str(name): _Scores(part) for name, part in frame.groupby("split", sort=False)}
+
+
+def _decay_problems(report: dict, production: _Scores, budget: float | None) -> Problems:
     claimed = {d["presentation"]: d for d in report["decay"]}
-    groups = dict(tuple(production.groupby("code_presentation")))
+    groups = production.by_presentation
     expected = sorted(str(p) for p in groups)
     if sorted(claimed) != expected or len(claimed) != len(report["decay"]):
         yield f"{REPORT}: decay: expected one entry per production presentation {expected}, found {[d['presentation'] for d in report['decay']]}"
         return
-    for presentation, part in groups.items():
+    for presentation, (y_true, y_score) in groups.items():
         entry, field = claimed[str(presentation)], f"{REPORT}: decay[{presentation}]"
-        if entry["rows"] != len(part):
-            yield f"{field}.rows: expected {len(part)} (production rows of {presentation}), found {entry['rows']}"
+        if entry["rows"] != len(y_true):
+            yield f"{field}.rows: expected {len(y_true)} (production rows of {presentation}), found {entry['rows']}"
         try:
-            auc = roc_auc(part["y_true"], part["y_score"])
+            auc = roc_auc(y_true, y_score)
         except ValueError:
             auc = None
         if auc is not None and _far(entry["roc_auc"], auc):
             yield f"{field}.roc_auc: expected {auc:.4f} (recomputed from {SCORES}), found {entry['roc_auc']!r}"
-        if budget is not None and part["y_true"].sum():
-            low, high = recall_at_budget_bounds(part["y_true"], part["y_score"], budget)
+        if budget is not None and y_true.sum():
+            low, high = recall_at_budget_bounds(y_true, y_score, budget)
             if not low - TOLERANCE <= entry["recall_at_budget"] <= high + TOLERANCE:
                 shown = f"{low:.4f}" if high - low < 1e-4 else f"{low:.4f} to {high:.4f}"
                 yield f"{field}.recall_at_budget: expected {shown} (recall in the top {budget:g} of {SCORES} by y_score), found {entry['recall_at_budget']!r}"
@@ -373,21 +394,19 @@ def monitored(ws: Workspace) -> Problems:
     yield from _alert_problems(ws, report, recomputed)
 
 
-def _prediction_problems(ws: Workspace, report: dict, by_split: dict) -> Problems:
+def _prediction_problems(ws: Workspace, report: dict, by_split: dict[str, _Scores]) -> Problems:
     """Yield problems with prediction drift and decay; return the recomputed alert figures."""
     recomputed = {}
-    scores = {name: part["y_score"] for name, part in by_split.items()}
-    expected = recomputed["prediction_psi"] = psi(scores[REFERENCE], scores[CURRENT])
+    expected = recomputed["prediction_psi"] = psi(
+        by_split[REFERENCE].y_score, by_split[CURRENT].y_score
+    )
     if _far(report["prediction_psi"], expected):
         yield f"{REPORT}: prediction_psi: expected {expected:.4f} (PSI of the train vs production y_score in {SCORES}), found {report['prediction_psi']!r}"
     yield from _decay_problems(report, by_split[CURRENT], _problem_number(ws, "success", "budget"))
     try:
-        aucs = [
-            roc_auc(part["y_true"], part["y_score"])
-            for _, part in by_split[CURRENT].groupby("code_presentation")
-        ]
+        aucs = [roc_auc(y, s) for y, s in by_split[CURRENT].by_presentation.values()]
         valid = by_split[VALID]
-        recomputed["auc_drop"] = roc_auc(valid["y_true"], valid["y_score"]) - min(aucs)
+        recomputed["auc_drop"] = roc_auc(valid.y_true, valid.y_score.floats) - min(aucs)
     except ValueError:  # a presentation with one class only: no AUC to compare
         pass
     return recomputed
