@@ -86,5 +86,6 @@ def check_all(workspace: str | Path, only: list[str] | None = None) -> Report:
     names = list(CHECKS) if not only else [n for n in CHECKS if n in set(only)]
     for name in only or []:
         _lookup(name)
-    ws = Workspace(path)  # shared, so a file several checks need is read once per grading
-    return Report(str(path), [CHECKS[name](ws) for name in names])
+    # Shared, so a file several checks need is read once per grading; closed at the end.
+    with Workspace(path) as ws:
+        return Report(str(path), [CHECKS[name](ws) for name in names])

@@ -28,7 +28,8 @@ class Check:
     max_points: int = POINTS
 
     def __call__(self, workspace: str | Path | Workspace) -> CheckResult:
-        ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+        owned = not isinstance(workspace, Workspace)
+        ws = Workspace(workspace) if owned else workspace
         messages: list[str] = []
         try:
             for message in self.func(ws):
@@ -39,6 +40,9 @@ class Check:
             messages.append("an artifact is nested too deeply to check")
         except Exception as exc:  # a safety net: a hostile artifact must never crash a batch
             messages.append(f"could not check the workspace: {exc.__class__.__name__}: {exc}")
+        finally:
+            if owned:
+                ws.close()
         passed = not messages
         return CheckResult(
             name=self.name,

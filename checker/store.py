@@ -41,6 +41,7 @@ class Store:
         self._db = connection
         self.rel = rel
         self._deadline = 0.0
+        self._tables: set[str] | None = None
         connection.set_progress_handler(self._abort_if_late, 10_000)
 
     def _abort_if_late(self) -> int:
@@ -63,7 +64,10 @@ class Store:
             ) from None
 
     def tables(self) -> set[str]:
-        return {row[0] for row in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if self._tables is None:
+            rows = self.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+            self._tables = {row[0] for row in rows}
+        return self._tables
 
     def revision(self) -> str | None:
         if "alembic_version" not in self.tables():
@@ -111,7 +115,16 @@ def _unsaved(rel: str, suffix: str) -> str:
 
 @contextmanager
 def open_store(ws: Workspace, rel: str = STORE) -> Iterator[Store]:
-    """Open the workspace's store read-only, or raise `Invalid` saying why it cannot be read."""
+    """The workspace's store, opened read-only once per grading (the checks that read it share
+    one connection, closed with the Workspace); raise `Invalid` saying why it cannot be read."""
+    store = ws.memo(("store", rel), lambda: _connect(ws, rel))
+    try:
+        yield store
+    except sqlite3.DatabaseError as exc:
+        raise Invalid(f"{rel}: expected a readable sqlite database, found: {exc}") from None
+
+
+def _connect(ws: Workspace, rel: str) -> Store:
     path = ws.resolve(rel, what=rel, max_bytes=MAX_DATA_BYTES)
     with path.open("rb") as handle:
         header = handle.read(100)
@@ -135,11 +148,11 @@ def open_store(ws: Workspace, rel: str = STORE) -> Iterator[Store]:
     try:
         connection.execute("PRAGMA trusted_schema = OFF")
         connection.execute("PRAGMA query_only = ON")
-        yield Store(connection, rel)
     except sqlite3.DatabaseError as exc:
-        raise Invalid(f"{rel}: expected a readable sqlite database, found: {exc}") from None
-    finally:
         connection.close()
+        raise Invalid(f"{rel}: expected a readable sqlite database, found: {exc}") from None
+    ws.on_close(connection.close)
+    return Store(connection, rel)
 
 
 def manifest_version(ws: Workspace) -> str | None:

@@ -31,6 +31,23 @@ class Workspace:
         self.root = Path(root)
         self._real = self.root.resolve()
         self._memo: dict = {}
+        self._closers: list[Callable[[], Any]] = []
+
+    def on_close(self, closer: Callable[[], Any]) -> None:
+        """Call `closer` when this Workspace is closed (an open store's connection)."""
+        self._closers.append(closer)
+
+    def close(self) -> None:
+        """Release what the checks opened; the memo is forgotten."""
+        while self._closers:
+            self._closers.pop()()
+        self._memo.clear()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """The value of `compute()`, computed once per key for this Workspace object.
@@ -146,21 +163,13 @@ def _depth(value: Any) -> int:
 def parse_json(text: str, name: str) -> Any:
     """Parse JSON strictly: no NaN/Infinity, no huge integers, no duplicate keys, bounded depth."""
 
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-        out: dict = {}
-        for key, value in pairs:
-            if key in out:
-                raise ValueError(f"duplicate key {key!r}")
-            out[key] = value
-        return out
-
     try:
         value = json.loads(
             text,
             parse_constant=_reject_constant,
             parse_int=_parse_int,
             parse_float=_parse_float,
-            object_pairs_hook=no_duplicates,
+            object_pairs_hook=_no_duplicates,
         )
     except json.JSONDecodeError as exc:
         raise Invalid(
@@ -173,9 +182,21 @@ def parse_json(text: str, name: str) -> Any:
         raise Invalid(
             f"{name}: expected at most {MAX_DEPTH} levels of nesting, found more"
         ) from None
-    if _depth(value) > MAX_DEPTH:
+    # Nesting can be no deeper than the brackets opened: most documents skip the walk.
+    if text.count("{") + text.count("[") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
         raise Invalid(f"{name}: expected at most {MAX_DEPTH} levels of nesting, found more")
     return value
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+    return out
 
 
 class _SafeConstruction:

@@ -457,3 +457,16 @@ def test_the_store_is_never_migrated_by_grading(workspace: Path):
         ("ffffffffffff",)
     ]
     connection.close()
+
+
+def test_one_grading_shares_one_connection_closed_with_the_workspace(workspace: Path):
+    ws = Workspace(workspace)
+    with open_store(ws) as first, open_store(ws) as second:
+        assert first is second
+        assert first.query("SELECT count(*) FROM runs")[0][0] > 0
+    ws.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        first._db.execute("SELECT 1")
+    with open_store(ws) as again:  # a closed Workspace opens afresh
+        assert again is not first and again.query("SELECT count(*) FROM runs")
+    ws.close()
