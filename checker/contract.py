@@ -59,6 +59,34 @@ def _fast(name: str):  # noqa: ANN202 - a compiled validator, or None
     return fastjsonschema.compile(copy.deepcopy(schema(name)))  # it rewrites $refs in place
 
 
+@cache
+def _fast_many(name: str):  # noqa: ANN202 - a compiled validator of a list, or None
+    if _fast(name) is None:
+        return None
+    import fastjsonschema
+
+    one = copy.deepcopy(schema(name))
+    one.pop("$schema", None)
+    one.pop("$id", None)
+    many = {"$schema": schema(name).get("$schema"), "type": "array", "items": one}
+    if "$defs" in one:
+        many["$defs"] = one.pop("$defs")
+    return fastjsonschema.compile(many)
+
+
+def all_valid(name: str, documents: list) -> bool:
+    """Whether every document is valid against schema `name`, checked in one call (a request log
+    of thousands of lines). False means: ask `schema_problems` about each, for the messages."""
+    fast = _fast_many(name)
+    if fast is None:
+        return not any(schema_problems(name, d, "") for d in documents)
+    try:
+        fast(documents)
+    except Exception:  # noqa: BLE001 - invalid (or unsupported): the caller asks for messages
+        return False
+    return True
+
+
 def schema_problems(name: str, document: Any, file: str) -> list[str]:
     """Messages for every way `document` breaks schema `name` (at most a few, most shallow first)."""
     fast = _fast(name)

@@ -384,3 +384,23 @@ def test_solution_chain_deploys(chain_workspace: Path) -> None:
             break
     write_log(chain_workspace, log)
     assert not checker.check("deployed", chain_workspace).passed
+
+
+def test_a_log_with_every_line_valid_is_read_in_one_pass_and_one_bad_line_is_named(
+    ws: Path,
+):
+    from checker.errors import Invalid
+    from checker.serving import read_log
+    from checker.workspace import Workspace
+
+    workspace = ws
+    lines = (workspace / "serving" / "requests.jsonl").read_text(encoding="utf-8").splitlines()
+    records = read_log(Workspace(workspace))
+    assert [n for n, _ in records] == list(range(1, len(lines) + 1))
+    broken = json.loads(lines[1]) | {"status": "ok"}
+    lines[1] = json.dumps(broken)
+    (workspace / "serving" / "requests.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(
+        Invalid, match=r"requests.jsonl: line 2: status: expected a value of type integer"
+    ):
+        read_log(Workspace(workspace))
