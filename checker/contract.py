@@ -74,6 +74,15 @@ def _fast_many(name: str):  # noqa: ANN202 - a compiled validator of a list, or 
     return fastjsonschema.compile(many)
 
 
+def compile_all() -> None:
+    """Compile every schema's fast validator now: a batch does it once, before its workers fork,
+    instead of once per worker on its first learner."""
+    for entry in resources.files("checker").joinpath("schemas").iterdir():
+        if entry.name.endswith(".schema.json"):
+            _fast(entry.name.removesuffix(".schema.json"))
+    _fast_many("serving_request")
+
+
 def all_valid(name: str, documents: list) -> bool:
     """Whether every document is valid against schema `name`, checked in one call (a request log
     of thousands of lines). False means: ask `schema_problems` about each, for the messages."""

@@ -106,7 +106,7 @@ def _manifest_problems(ws: Workspace, *, test_set: bool) -> Problems:
     elif "test" in keys and len(keys["test"]) == 0:
         yield f"{LAB_MANIFEST}: splits.test: expected rows to test on, found an empty test split"
     for a, b in combinations(sorted(keys), 2):
-        shared = shared_keys(keys[a], keys[b])
+        shared = keys[a].versus(keys[b], shared_keys)
         if len(shared):
             sample = ", ".join(str(k) for k in shared[:3])
             yield (

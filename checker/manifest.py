@@ -228,7 +228,7 @@ def data_versioned(ws: Workspace) -> Problems:
             )
     for a, b in combinations(REQUIRED_SPLITS, 2):
         if a in keys and b in keys:
-            shared = shared_keys(keys[a], keys[b])
+            shared = keys[a].versus(keys[b], shared_keys)
             if len(shared):
                 sample = ", ".join(str(k) for k in shared[:3])
                 yield (

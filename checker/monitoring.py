@@ -268,10 +268,10 @@ def _feature_problems(report: dict, manifest: dict, reference: Table, current: T
             yield f"{field}: expected a column of the train and production splits, found no such column"
             continue
         ref, cur = reference.column(column), current.column(column)
-        expected = recomputed[column] = psi(ref, cur)
+        expected = recomputed[column] = ref.versus(cur, psi)
         if _far(entry["psi"], expected):
             yield f"{field}.psi: expected {expected:.4f} (recomputed from the splits, tolerance {TOLERANCE}), found {entry['psi']!r}"
-        stat = ks_stat(ref, cur)
+        stat = ref.versus(cur, ks_stat)
         if stat is None:
             if entry["ks_stat"] is not None or entry["ks_pvalue"] is not None:
                 yield f"{field}.ks_stat: expected null for a categorical column, found {entry['ks_stat']!r}"

@@ -26,6 +26,7 @@ import numpy as np
 from checker.errors import Invalid
 
 CACHE_BYTES = 64_000_000  # of source file bytes, across the tables kept for reuse
+MAX_PAIRS = 64  # figures of one column against others (PSI, KS), remembered per column
 _CACHE: OrderedDict[tuple, Table] = OrderedDict()
 _CACHED_BYTES = 0
 
@@ -33,10 +34,12 @@ _CACHED_BYTES = 0
 class Column:
     """One column, with the figures checks recompute from it, each computed on first use."""
 
-    def __init__(self, series) -> None:  # noqa: ANN001 - a pandas Series
+    def __init__(self, series, identity: tuple | None = None) -> None:  # noqa: ANN001 - a Series
         import pandas as pd
 
         self.series = series
+        self.identity = identity  # (sha256 of the file, how it was parsed, column name) or None
+        self._pairs: dict = {}
         # Numeric as the course means it: pandas reads numbers (booleans are categories).
         self.numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(
             series
@@ -44,6 +47,21 @@ class Column:
 
     def __len__(self) -> int:
         return len(self.series)
+
+    def versus(self, other: Column, figure: Callable[[Column, Column], Any]) -> Any:  # noqa: ANN401
+        """`figure(self, other)`, computed once per pair of table columns (PSI, KS, shared keys).
+
+        Remembered by the other column's identity (its file's sha256 and its name), never by
+        reference, and only for the last `MAX_PAIRS` pairs: a split shared by a whole cohort
+        keeps no other learner's table alive."""
+        if self.identity is None or other.identity is None:
+            return figure(self, other)
+        key = (figure.__qualname__, other.identity)
+        if key not in self._pairs:
+            if len(self._pairs) >= MAX_PAIRS:
+                del self._pairs[next(iter(self._pairs))]
+            self._pairs[key] = figure(self, other)
+        return self._pairs[key]
 
     @cached_property
     def floats(self) -> np.ndarray:
@@ -99,9 +117,10 @@ class Column:
 class Table:
     """A parsed CSV file: its pandas frame (read-only) and its columns' figures."""
 
-    def __init__(self, frame, sha256: str) -> None:  # noqa: ANN001 - a pandas DataFrame
+    def __init__(self, frame, sha256: str, how: str = "split") -> None:  # noqa: ANN001 - a DataFrame
         self.frame = frame
         self.sha256 = sha256  # of the file's bytes as stored (compressed or not)
+        self.how = how
         self._columns: dict[str, Column] = {}
         self._derived: dict[Any, Any] = {}
         self._size = 0  # bytes of the source file, while the shared cache holds this table
@@ -112,7 +131,7 @@ class Table:
     def column(self, name: str) -> Column:
         """The column `name` (a KeyError when the file has no such column)."""
         if name not in self._columns:
-            self._columns[name] = Column(self.frame[name])
+            self._columns[name] = Column(self.frame[name], (self.sha256, self.how, name))
         return self._columns[name]
 
     def derive(self, key: Any, compute: Callable[[], Any]) -> Any:  # noqa: ANN401
@@ -157,7 +176,7 @@ def parse(
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise Invalid(f"{rel}: expected a readable CSV with a header row, found: {first}") from None
-    table = Table(frame, digest)
+    table = Table(frame, digest, how)
     _remember(key, table, len(raw))
     return table
 
