@@ -48,6 +48,7 @@ mlflow-ui: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/check_speed.py
 	$(PY) bench/chain_speed.py
+	$(PY) bench/grade_speed.py
 
 clean:
 	rm -rf build gradebook.db .pytest_cache .ruff_cache

@@ -7,11 +7,20 @@ workspace built from the real data) and varying them: every fifth learner has on
 so failing paths are timed too. Prints workspaces per second for each --jobs, their ratio, and the
 peak RSS of a grading worker (flat as N grows means nothing accumulates per learner).
 Goals (issue 5): >= 40 workspaces/s with 2 jobs; <= 300 MB per worker.
+
+Each size is graded twice:
+- "same data": as copied, learners share byte-identical split files, as a cohort does when
+  everyone runs the course's notebooks on the course's data with its seed; a worker parses such
+  files once (`checker/table.py`).
+- "distinct data": the same cohort with that sharing turned off (CHECKER_TABLE_CACHE_MB=0), so
+  every learner's files are parsed and summarized afresh: the cost when no two learners hand in
+  the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -35,8 +44,12 @@ def make_cohort(template: Path, root: Path, n: int) -> Path:
     return subs
 
 
-def run(subs: Path, out: Path, jobs: int) -> tuple[float, float]:
-    """Wall seconds of one `python -m checker grade`, and the peak worker RSS in MB."""
+def run(subs: Path, out: Path, jobs: int, *, shared: bool = True) -> tuple[float, float]:
+    """Wall seconds of one `python -m checker grade`, and the peak worker RSS in MB.
+
+    `shared=False` turns off the tables shared by content (CHECKER_TABLE_CACHE_MB=0): every
+    learner's files are parsed as if no two learners handed in the same bytes.
+    """
     script = (
         "import resource, sys, time; from pathlib import Path\n"
         "from checker.batch import grade\n"
@@ -49,8 +62,9 @@ def run(subs: Path, out: Path, jobs: int) -> tuple[float, float]:
         "print(time.perf_counter() - start)\n"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
     )
+    env = os.environ | {"CHECKER_TABLE_CACHE_MB": "64" if shared else "0"}
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
     )
     seconds, rss = done.stdout.split()
     return float(seconds), float(rss)
@@ -77,14 +91,18 @@ def main() -> None:
         print(f"template: {template}")
         for n in sizes:
             subs = make_cohort(template, root, n)
-            figures = {}
-            for jobs in (1, 2):
-                seconds, rss = run(subs, root / f"out-{n}-{jobs}", jobs)
-                figures[jobs] = n / seconds
-                print(
-                    f"N={n:<5} --jobs {jobs}: {n / seconds:7.1f} workspaces/s ({seconds:6.1f} s), peak worker RSS {rss:6.1f} MB"
-                )
-            print(f"N={n:<5} speed-up jobs2/jobs1 = {figures[2] / figures[1]:.2f}x")
+            for shared, data in ((True, "same data"), (False, "distinct data")):
+                figures = {}
+                for jobs in (1, 2):
+                    out = root / f"out-{n}-{jobs}-{shared}"
+                    seconds, rss = run(subs, out, jobs, shared=shared)
+                    figures[jobs] = n / seconds
+                    print(
+                        f"N={n:<5} {data:<13} --jobs {jobs}: {n / seconds:7.1f} workspaces/s "
+                        f"({seconds:6.1f} s), peak worker RSS {rss:6.1f} MB"
+                    )
+                    shutil.rmtree(out)
+                print(f"N={n:<5} {data:<13} speed-up jobs2/jobs1 = {figures[2] / figures[1]:.2f}x")
             shutil.rmtree(subs)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from functools import cached_property
@@ -25,7 +26,8 @@ import numpy as np
 
 from checker.errors import Invalid
 
-CACHE_BYTES = 64_000_000  # of source file bytes, across the tables kept for reuse
+# Of source file bytes, across the tables kept for reuse; CHECKER_TABLE_CACHE_MB=0 turns sharing off.
+CACHE_BYTES = int(float(os.environ.get("CHECKER_TABLE_CACHE_MB", "64")) * 1_000_000)
 MAX_PAIRS = 64  # figures of one column against others (PSI, KS), remembered per column
 _CACHE: OrderedDict[tuple, Table] = OrderedDict()
 _CACHED_BYTES = 0
@@ -183,7 +185,7 @@ def parse(
 
 def _remember(key: tuple, table: Table, size: int) -> None:
     global _CACHED_BYTES
-    if size > CACHE_BYTES:
+    if size > CACHE_BYTES or CACHE_BYTES <= 0:
         return
     _CACHE[key] = table
     table._size = size  # noqa: SLF001 - the cache's own bookkeeping

@@ -159,6 +159,36 @@ def test_kill_9_mid_batch_then_rerun_equals_one_uninterrupted_run(
     assert csv(tmp_path / "cut") == csv(tmp_path / "whole")
 
 
+def test_tables_shared_by_content_change_no_learners_result(valid_template: Path, tmp_path: Path):
+    """A worker parses byte-identical split files once (checker/table.py); graded with that
+    sharing turned off, every learner of a cohort, broken ones included, gets the same result."""
+    subs = cohort(valid_template, tmp_path, 6)
+    manifest = json.loads((subs / "learner-001" / "data" / "manifest.json").read_text())
+    train = subs / "learner-001" / manifest["splits"]["train"]["path"]
+    train.write_bytes(train.read_bytes()[:500])  # truncated: same name, other bytes
+    claimed = subs / "learner-002" / "data" / "manifest.json"
+    manifest["splits"]["valid"]["rows"] += 1  # same bytes as everyone, a wrong claim
+    claimed.write_text(json.dumps(manifest))
+    outcomes = {}
+    for megabytes in ("64", "0"):
+        out = tmp_path / f"results-{megabytes}"
+        done = subprocess.run(
+            [sys.executable, "-m", "checker", "grade", str(subs), "--out", str(out), "--jobs", "2"],
+            capture_output=True,
+            text=True,
+            env=os.environ | {"CHECKER_TABLE_CACHE_MB": megabytes},
+        )
+        assert done.returncode in (0, 1), done.stderr
+        outcomes[megabytes] = results_of(out)
+    assert outcomes["64"] == outcomes["0"]
+    scores = {k: r["score"] for k, r in outcomes["64"].items()}
+    assert (
+        scores["learner-001"] < scores["learner-000"]
+        and scores["learner-002"] < scores["learner-000"]
+    )
+    assert scores["learner-000"] == scores["learner-005"]
+
+
 def test_progress_shows_done_total_failures_and_eta():
     import io
 
