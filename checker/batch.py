@@ -131,7 +131,8 @@ def grade_one(learner: Learner, execute: dict | None = None) -> dict:
         signal.alarm(GRADE_SECONDS)
         report = checker.check_all(workspace)
         signal.alarm(0)
-        checks = [_scrub(r.to_dict(), workspace, learner.folder) for r in report.results]
+        paths = _machine_paths(workspace, learner.folder)
+        checks = [_scrub(r.to_dict(), paths) for r in report.results]
         return result | {
             "score": report.score,
             "max_score": report.max_score,
@@ -166,12 +167,18 @@ def _zero(names: list[str], message: str) -> list[dict]:
     ]
 
 
-def _scrub(check: dict, *folders: Path) -> dict:
+def _machine_paths(*folders: Path) -> list[str]:
+    """The absolute paths of this machine that messages may quote: each folder as given and
+    resolved, longest first (so a folder inside another is replaced whole)."""
+    texts = {text for folder in folders for text in (str(folder), str(folder.resolve()))}
+    return sorted(texts, key=len, reverse=True)
+
+
+def _scrub(check: dict, paths: list[str]) -> dict:
     """Replace absolute paths of this machine in messages with `<workspace>`."""
     messages = check["messages"]
-    for folder in folders:
-        for text in {str(folder), str(folder.resolve())}:
-            messages = [m.replace(text, "<workspace>") for m in messages]
+    for text in paths:
+        messages = [m.replace(text, "<workspace>") for m in messages]
     return check | {"messages": messages}
 
 

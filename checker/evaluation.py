@@ -330,7 +330,8 @@ def _split_problems(
         return
     if not split.derive(("binary", label), lambda: bool(split.frame[label].isin([0, 1]).all())):
         raise Invalid(f"{rel}: {label}: expected 0 or 1 on every row, found other values")
-    differ = _tally(pred, "id_student", "y_true") - _tally(split, key, label)
+    have, want = _tally(pred, "id_student", "y_true"), _tally(split, key, label)
+    differ = have - want if have != want else None
     if differ:
         yield (
             f"{PREDICTIONS}: y_true: expected the test split's {label} on every row, found "
@@ -341,9 +342,9 @@ def _split_problems(
         if attribute not in split.frame.columns:
             yield f"{rel}: columns: expected a column {attribute!r} to group learners by, found none"
             continue
-        differ = _tally(pred, "id_student", attribute, groups=True) - _tally(
-            split, key, attribute, groups=True
-        )
+        have = _tally(pred, "id_student", attribute, groups=True)
+        want = _tally(split, key, attribute, groups=True)
+        differ = have - want if have != want else None
         if differ:
             yield (
                 f"{PREDICTIONS}: {attribute}: expected the test split's {attribute} on every row, "
