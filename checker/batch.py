@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -312,23 +312,19 @@ def grade(
             pending = {pool.submit(grade_and_write, results, lr, execute): lr for lr in todo}
             if pending:  # every worker has forked: the plotting library loads while they grade
                 _load_plotting()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    learner = pending.pop(future)
-                    try:
-                        outcome = future.result()
-                    except Exception as exc:  # a worker died (killed, out of memory)
-                        message = f"the grading worker died: {exc.__class__.__name__}"
-                        outcome = {"score": 0, "max_score": 0, "error": message}
-                        _write_learner(
-                            results,
-                            learner,
-                            outcome | {"learner": learner.id, "folder": learner.name, "checks": []},
-                        )
-                    bar.update(
-                        outcome["score"] < outcome["max_score"] or bool(outcome.get("error"))
+            for future in as_completed(pending):  # one waiter a future, not one a wait
+                learner = pending[future]
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # a worker died (killed, out of memory)
+                    message = f"the grading worker died: {exc.__class__.__name__}"
+                    outcome = {"score": 0, "max_score": 0, "error": message}
+                    _write_learner(
+                        results,
+                        learner,
+                        outcome | {"learner": learner.id, "folder": learner.name, "checks": []},
                     )
+                bar.update(outcome["score"] < outcome["max_score"] or bool(outcome.get("error")))
         bar.close()
         everyone = [load_result(_result_path(results, lr)) for lr in learners]
         everyone = [r for r in everyone if r is not None]
