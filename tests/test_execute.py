@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -107,31 +107,50 @@ def gone(marker: str) -> bool:
     return alive(marker) == []
 
 
+WORKER = """\
+import json, os, resource, signal, sys
+from pathlib import Path
+from checker.execute import run_submission
+cwd, env = os.getcwd(), dict(os.environ)
+limit, handler = resource.getrlimit(resource.RLIMIT_AS), signal.getsignal(signal.SIGALRM)
+read, write = os.pipe()  # like a grading worker's task queue
+workspace, error = run_submission(Path(sys.argv[1]), Path(sys.argv[2]), timeout=30, memory_mb=2048)
+print(json.dumps({
+    "error": error,
+    "workspace": str(workspace),
+    "pipe": f"pipe:[{os.fstat(write).st_ino}]",
+    "sid": os.getsid(0),
+    "cmdline": Path("/proc/self/cmdline").read_bytes().decode().split("\\0"),
+    "untouched": (os.getcwd(), dict(os.environ)) == (cwd, env)
+    and resource.getrlimit(resource.RLIMIT_AS) == limit
+    and signal.getsignal(signal.SIGALRM) == handler,
+}))
+"""
+
+
 def test_the_runner_is_isolated_and_this_process_is_untouched(tmp_path: Path):
+    # In a process of its own, single-threaded like a grading worker (this test process may hold
+    # threads from other tests, and then the runner is a fresh interpreter: the next test).
     folder = submission(tmp_path, REPORT)
-    cwd, env = os.getcwd(), dict(os.environ)
-    limit, handler = resource.getrlimit(resource.RLIMIT_AS), signal.getsignal(signal.SIGALRM)
-    read, write = os.pipe()  # like a grading worker's task queue
-    try:
-        workspace, error = run_submission(folder, tmp_path / "scratch", timeout=30, memory_mb=2048)
-        pipe = f"pipe:[{os.fstat(write).st_ino}]"
-    finally:
-        os.close(read)
-        os.close(write)
-    assert error is None
-    seen = json.loads((workspace / "seen.json").read_text())
-    assert seen["runner_sid"] == seen["runner_pid"] != os.getsid(0)  # its own session
-    assert "checker.execute" not in " ".join(seen["runner_cmdline"])  # a fork, not a new python
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, str(folder), str(tmp_path / "scratch")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    worker = json.loads(done.stdout)
+    assert worker["error"] is None and worker["untouched"]
+    seen = json.loads((Path(worker["workspace"]) / "seen.json").read_text())
+    assert seen["runner_sid"] == seen["runner_pid"] != worker["sid"]  # its own session
+    assert seen["runner_cmdline"] == worker["cmdline"]  # a fork, not a new python
     assert seen["memory_limit"] == 2048 * 1024 * 1024
     assert seen["env"] == execute.RUNNER_ENV
     assert seen["transport"] == "ipc"  # no TCP port for two runners to race for
     assert Path(seen["connection_file"]).parent == tmp_path / "scratch" / "tmp"  # removed after
     assert Path(seen["cwd"]) == tmp_path / "scratch" / "notebooks"
-    assert pipe not in seen["runner_files"].values()  # the worker's files are closed in it
+    assert worker["pipe"] not in seen["runner_files"].values()  # the worker's files are closed
     assert [seen["runner_files"][n] for n in "012"] == ["/dev/null"] * 3
-    assert (os.getcwd(), dict(os.environ)) == (cwd, env)
-    assert resource.getrlimit(resource.RLIMIT_AS) == limit
-    assert signal.getsignal(signal.SIGALRM) is handler
 
 
 def test_with_another_thread_running_the_runner_is_a_fresh_interpreter(tmp_path: Path):
