@@ -58,7 +58,7 @@ class Column:
         keeps no other learner's table alive."""
         if self.identity is None or other.identity is None:
             return figure(self, other)
-        key = (figure.__qualname__, other.identity)
+        key = (figure.__module__, figure.__qualname__, other.identity)
         if key not in self._pairs:
             if len(self._pairs) >= MAX_PAIRS:
                 del self._pairs[next(iter(self._pairs))]

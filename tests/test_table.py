@@ -99,3 +99,21 @@ def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(table._CACHE) == 2  # the two most recent
     assert parse(CSV + b"9,z,1.0,True\n", "data/x.csv") is tables[-1]
     assert parse(CSV + b"6,z,1.0,True\n", "data/x.csv") is not tables[0]
+
+
+def test_a_figure_of_two_columns_is_computed_once_per_pair() -> None:
+    calls = []
+
+    def gap(a: Column, b: Column) -> int:
+        calls.append(1)
+        return a.missing - b.missing
+
+    t = parse(CSV, "data/x.csv")
+    other = parse(CSV + b"6,,,\n", "data/y.csv")
+    for _ in range(3):
+        assert t.column("name").versus(other.column("name"), gap) == -1
+    assert calls == [1]
+    loose = Column(pd.Series(["a", None]))  # not from a file: never remembered
+    t.column("name").versus(loose, gap)
+    t.column("name").versus(loose, gap)
+    assert len(calls) == 3
