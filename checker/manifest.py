@@ -59,11 +59,9 @@ def dtype_family(dtype: str) -> str | None:
     return None
 
 
-def read_split(
-    path: Path, rel: str, *, raw: bytes | None = None, digest: str | None = None
-) -> Table:
-    """Read a split file (`.csv` or `.csv.gz`) with caps on the decompressed size."""
-    raw = path.read_bytes() if raw is None else raw
+def parse_split(raw: bytes, rel: str, digest: str | None = None) -> Table:
+    """The table of a split file's bytes (`.csv`, or `.csv.gz` with a cap on the decompressed
+    size); `digest` is their sha256 when the caller has it."""
     if rel.endswith(".csv.gz"):
         return parse(raw, rel, "split.gz", decode=lambda data: _gunzip(data, rel), digest=digest)
     if rel.endswith(".csv"):
@@ -102,7 +100,7 @@ def load_split(ws: Workspace, rel: str, what: str) -> Table:
 
     def read() -> Table:
         raw, digest = file_bytes(ws, rel, what)
-        return read_split(Path(rel), rel, raw=raw, digest=digest)
+        return parse_split(raw, rel, digest)
 
     return ws.memo(("split", rel), read)
 

@@ -16,10 +16,10 @@ from functools import cached_property
 
 from checker.contract import schema_problems
 from checker.errors import Invalid
-from checker.manifest import MANIFEST, load_split, read_split
+from checker.manifest import MANIFEST, file_bytes, load_split, parse_split
 from checker.registry import Problems, check
 from checker.table import Column, Table
-from checker.workspace import MAX_DATA_BYTES, Workspace
+from checker.workspace import Workspace
 
 REPORT = "monitoring/report.json"
 SCORES = "monitoring/scores.csv.gz"
@@ -285,7 +285,8 @@ def _score_problems(ws: Workspace, manifest: dict, splits: dict[str, Table]) -> 
     scores by split (the generator's return value) when they are usable."""
     import numpy as np
 
-    scores = read_split(ws.resolve(SCORES, what=SCORES, max_bytes=MAX_DATA_BYTES), SCORES)
+    raw, digest = file_bytes(ws, SCORES, SCORES)
+    scores = parse_split(raw, SCORES, digest)
     missing = [c for c in SCORE_COLUMNS if c not in scores.frame.columns]
     if missing:
         yield f"{SCORES}: columns: expected {list(SCORE_COLUMNS)}, found no {', '.join(missing)}"

@@ -177,3 +177,20 @@ def build_workspace(ws: Path) -> Path:
     log_runs(ws, manifest["version"])
     (ws / "lifecycle_map.yaml").write_text(VALID_MAP, encoding="utf-8")
     return ws
+
+
+def learner_notebook(
+    *sources: str, parameters: str = 'WORKSPACE = "workspace"\nDATA_DIR = None'
+) -> str:
+    """A small learner notebook (JSON text): a `parameters` cell, then one code cell per source."""
+    import nbformat
+
+    cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
+    cells += [nbformat.v4.new_code_cell(s) for s in sources]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    return nbformat.writes(nb)

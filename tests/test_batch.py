@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
+from builders import learner_notebook
 
 from checker.batch import Progress, discover, grade, locked, sanitize
 from checker.errors import CheckerError
@@ -208,17 +208,11 @@ def test_sanitize_keeps_plain_ids_and_disambiguates_the_rest():
 # --execute: learner notebooks run in a limited child process ----------------------------------
 
 
+PARAMETERS = 'WORKSPACE = "workspace"\nDATA_DIR = None\nSAMPLE_FRAC = 1.0\nEPOCHS = 20\nSEED = 42'
+
+
 def notebook(*sources: str) -> str:
-    params = 'WORKSPACE = "workspace"\nDATA_DIR = None\nSAMPLE_FRAC = 1.0\nEPOCHS = 20\nSEED = 42'
-    cells = [nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
-    cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return nbformat.writes(nb)
+    return learner_notebook(*sources, parameters=PARAMETERS)
 
 
 EXECUTE_CASES = {

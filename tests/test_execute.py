@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from builders import learner_notebook
 
 import checker.execute as execute
 from checker.execute import run_submission
@@ -43,23 +44,10 @@ Path(WORKSPACE, "seen.json").write_text(json.dumps({
 """
 
 
-def notebook(*sources: str) -> str:
-    params = 'WORKSPACE = "workspace"\nDATA_DIR = None'
-    cells = [nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]})]
-    cells += [nbformat.v4.new_code_cell(s) for s in sources]
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return nbformat.writes(nb)
-
-
 def submission(root: Path, *sources: str) -> Path:
     folder = root / "learner"
     folder.mkdir()
-    (folder / "01-stage.ipynb").write_text(notebook(*sources), encoding="utf-8")
+    (folder / "01-stage.ipynb").write_text(learner_notebook(*sources), encoding="utf-8")
     return folder
 
 
