@@ -1,6 +1,8 @@
-"""Batch grading throughput: `checker grade` on N learners with --jobs 1 and --jobs 2, one run.
+"""Batch grading throughput: `checker grade` on N learners with --jobs 1 and --jobs 2, one run;
+then the Dask engine (`--scheduler local:2`) against the local pool (`--jobs 2`).
 
     python bench/grade_speed.py [--workspace build/demo/workspace] [--n 200] [--n 1000]
+    python bench/grade_speed.py --only engines [--n 400] [--n-execute 16]
 
 Builds N learners by copying a workspace (the demo workspace after `make demo`, else a foundation
 workspace built from the real data) and varying them: every fifth learner has one artifact broken,
@@ -44,11 +46,14 @@ def make_cohort(template: Path, root: Path, n: int) -> Path:
     return subs
 
 
-def run(subs: Path, out: Path, jobs: int, *, shared: bool = True) -> tuple[float, float]:
+def run(
+    subs: Path, out: Path, jobs: int, *, shared: bool = True, options: str = ""
+) -> tuple[float, float]:
     """Wall seconds of one `python -m checker grade`, and the peak worker RSS in MB.
 
     `shared=False` turns off the tables shared by content (CHECKER_TABLE_CACHE_MB=0): every
-    learner's files are parsed as if no two learners handed in the same bytes.
+    learner's files are parsed as if no two learners handed in the same bytes. `options` are more
+    keyword arguments of `grade`, as Python source.
     """
     script = (
         "import resource, sys, time; from pathlib import Path\n"
@@ -58,7 +63,7 @@ def run(subs: Path, out: Path, jobs: int, *, shared: bool = True) -> tuple[float
         "    def update(self, failed): pass\n"
         "    def close(self): pass\n"
         "start = time.perf_counter()\n"
-        f"grade(Path({str(subs)!r}), Path({str(out)!r}), jobs={jobs}, progress=Quiet)\n"
+        f"grade(Path({str(subs)!r}), Path({str(out)!r}), jobs={jobs}, progress=Quiet{options})\n"
         "print(time.perf_counter() - start)\n"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
     )
@@ -70,12 +75,66 @@ def run(subs: Path, out: Path, jobs: int, *, shared: bool = True) -> tuple[float
     return float(seconds), float(rss)
 
 
+def steady_rate(out: Path) -> float:
+    """Learners per second between the first result written and the last: the rate once the
+    workers are up, without the start-up (forking a pool, or starting a cluster)."""
+    times = sorted(p.stat().st_mtime for p in out.glob("*/result.json"))
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
+
+def execute_cohort(template: Path, root: Path, n: int) -> Path:
+    """N learners with one small notebook each, for --execute: it copies a valid workspace (the
+    cost is the kernel's, as for a short stage); every fourth learner's notebook fails."""
+    from builders import learner_notebook
+
+    subs = root / f"exec-{n}"
+    good = learner_notebook(
+        f"import shutil\nshutil.copytree({str(template)!r}, WORKSPACE, dirs_exist_ok=True)"
+    )
+    for i in range(n):
+        learner = subs / f"learner-{i:04d}"
+        learner.mkdir(parents=True)
+        text = learner_notebook("raise ValueError('broken by bench')") if i % 4 == 3 else good
+        (learner / "01-stage.ipynb").write_text(text)
+    return subs
+
+
+def engines(template: Path, root: Path, n: int, n_execute: int) -> None:
+    """`--scheduler local:2` against `--jobs 2` on the same cohorts, artifacts then --execute."""
+    cohorts = (
+        ("artifacts", make_cohort(template, root, n), ""),
+        ("execute", execute_cohort(template, root, n_execute), ", execute={'timeout': 60}"),
+    )
+    for mode, subs, execute in cohorts:
+        size = len(list(subs.iterdir()))
+        figures = {}
+        for engine, options in (("--jobs 2", ""), ("--scheduler local:2", ", scheduler='local:2'")):
+            out = root / f"out-{mode}-{len(figures)}"
+            seconds, _ = run(subs, out, 2, options=execute + options)
+            figures[engine] = (size / seconds, steady_rate(out))
+            print(
+                f"{mode:<9} N={size:<5} {engine:<20}: {size / seconds:6.2f} learners/s overall "
+                f"({seconds:6.1f} s), {figures[engine][1]:6.2f}/s once started"
+            )
+            shutil.rmtree(out)
+        (pool, pool_steady), (dask, dask_steady) = figures.values()
+        print(
+            f"{mode:<9} N={size:<5} local:2 / --jobs 2 = {dask / pool:.2f}x overall, "
+            f"{dask_steady / pool_steady:.2f}x once started"
+        )
+        shutil.rmtree(subs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, default=ROOT / "build" / "demo" / "workspace")
     parser.add_argument(
         "--n", type=int, action="append", help="cohort sizes (default 200 and 1000)"
     )
+    parser.add_argument(
+        "--n-execute", type=int, default=16, help="learners for the engines in execute mode"
+    )
+    parser.add_argument("--only", choices=["jobs", "engines"], help="one part of the benchmark")
     args = parser.parse_args()
     sizes = args.n or [200, 1000]
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +148,16 @@ def main() -> None:
             )
             template = build_workspace(root / "template")
         print(f"template: {template}")
-        for n in sizes:
+        if args.only != "jobs":
+            try:
+                import distributed  # noqa: F401
+            except ImportError:
+                print(
+                    "engines: skipped, dask.distributed is not installed (pip install -e '.[dask]')"
+                )
+            else:
+                engines(template, root, max(sizes), args.n_execute)
+        for n in sizes if args.only != "engines" else []:
             subs = make_cohort(template, root, n)
             for shared, data in ((True, "same data"), (False, "distinct data")):
                 figures = {}

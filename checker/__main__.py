@@ -2,6 +2,7 @@
 
     python -m checker check WORKSPACE [--only NAME ...] [--json]
     python -m checker grade SUBMISSIONS --out RESULTS [--jobs N] [--execute] [--timeout S] [--force]
+                            [--scheduler tcp://HOST:8786 | local:N] [--shared-fs]
 
 Exit codes: 0 when every check passes (check) or the batch completed (grade), 1 when a check
 fails, 2 for a usage error.
@@ -38,6 +39,9 @@ def _grade(args: argparse.Namespace) -> int:
         execute=execute,
         force=args.force,
         assignment=args.assignment,
+        scheduler=args.scheduler,
+        shared_fs=args.shared_fs,
+        max_submission_mb=args.max_submission_mb,
     )
     full = sum(r["score"] == r["max_score"] and not r.get("error") for r in results)
     print(f"graded {len(results)} learners ({full} with full marks) into {args.out}")
@@ -81,6 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     many.add_argument("--force", action="store_true", help="regrade learners already graded")
     many.add_argument(
         "--assignment", default="lifecycle", help="assignment folder in nbgrader's layout"
+    )
+    many.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on a Dask cluster: a scheduler's address (tcp://HOST:8786) or local:N "
+        "(N workers here); needs the dask extra",
+    )
+    many.add_argument(
+        "--shared-fs",
+        action="store_true",
+        help="with --scheduler: workers read SUBMISSIONS at the same path (no bytes sent)",
+    )
+    many.add_argument(
+        "--max-submission-mb",
+        type=float,
+        default=None,
+        help="with --scheduler: the most one learner's submission may weigh (default 256)",
     )
     many.set_defaults(run=_grade)
 

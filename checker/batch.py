@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -295,42 +295,86 @@ def grade(
     force: bool = False,
     assignment: str = ASSIGNMENT,
     progress: Callable[[int], Progress] = Progress,
+    scheduler: str | None = None,
+    shared_fs: bool = False,
+    max_submission_mb: float | None = None,
 ) -> list[dict]:
-    """Grade every learner of SUBMISSIONS into RESULTS; return all results, sorted by learner."""
+    """Grade every learner of SUBMISSIONS into RESULTS; return all results, sorted by learner.
+
+    Learners are graded by a local pool of `jobs` processes, or, with `scheduler` (`tcp://HOST:PORT`
+    or `local:N`), as tasks on a Dask cluster (`checker.cluster`). Either way this process holds
+    the lock, skips learners already graded, draws the progress line and writes `grades.csv`.
+    """
     submissions, results = Path(submissions), Path(results)
     learners = discover(submissions, assignment)
     jobs = jobs or os.cpu_count() or 1
     with locked(results):
         todo = [lr for lr in learners if force or load_result(_result_path(results, lr)) is None]
         bar = progress(len(todo))
-        if todo:
-            _warm_up()
-        context = get_context("fork")
-        with ProcessPoolExecutor(
-            max_workers=max(1, min(jobs, len(todo) or 1)), mp_context=context
-        ) as pool:
-            pending = {pool.submit(grade_and_write, results, lr, execute): lr for lr in todo}
-            if pending:  # every worker has forked: the plotting library loads while they grade
-                _load_plotting()
-            for future in as_completed(pending):  # one waiter a future, not one a wait
-                learner = pending[future]
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # a worker died (killed, out of memory)
-                    message = f"the grading worker died: {exc.__class__.__name__}"
-                    outcome = {"score": 0, "max_score": 0, "error": message}
-                    _write_learner(
-                        results,
-                        learner,
-                        outcome | {"learner": learner.id, "folder": learner.name, "checks": []},
-                    )
-                bar.update(outcome["score"] < outcome["max_score"] or bool(outcome.get("error")))
+        if scheduler is None:
+            outcomes = _graded_here(results, todo, jobs, execute)
+        else:
+            from checker.cluster import graded
+
+            outcomes = graded(
+                todo, scheduler, execute, shared_fs=shared_fs, max_submission_mb=max_submission_mb
+            )
+        with closing(outcomes):
+            for outcome in outcomes:
+                if not outcome.written:  # graded elsewhere: only this process writes RESULTS
+                    _write_learner(results, outcome.learner, outcome.result, outcome.feedback)
+                result = outcome.result
+                bar.update(result["score"] < result["max_score"] or bool(result.get("error")))
         bar.close()
         everyone = [load_result(_result_path(results, lr)) for lr in learners]
         everyone = [r for r in everyone if r is not None]
         write_grades(results / "grades.csv", everyone)
         write_summary(results / "summary.png", everyone)
     return everyone
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One learner graded: their result, already written by a pool worker or to be written here."""
+
+    learner: Learner
+    result: dict  # the whole result; only score, max_score and error when `written`
+    feedback: str | None = None  # the feedback page, when computed where the learner was graded
+    written: bool = False
+
+
+def failure(learner: Learner, message: str) -> dict:
+    """The result of a learner who could not be graded at all: no checks, the reason why."""
+    return {
+        "learner": learner.id,
+        "folder": learner.name,
+        "score": 0,
+        "max_score": 0,
+        "error": message,
+        "checks": [],
+    }
+
+
+def _graded_here(
+    results: Path, todo: list[Learner], jobs: int, execute: dict | None
+) -> Iterator[Outcome]:
+    """Grade in a pool of forked worker processes, each writing its learners' results."""
+    if todo:
+        _warm_up()
+    context = get_context("fork")
+    with ProcessPoolExecutor(
+        max_workers=max(1, min(jobs, len(todo) or 1)), mp_context=context
+    ) as pool:
+        pending = {pool.submit(grade_and_write, results, lr, execute): lr for lr in todo}
+        if pending:  # every worker has forked: the plotting library loads while they grade
+            _load_plotting()
+        for future in as_completed(pending):  # one waiter a future, not one a wait
+            learner = pending[future]
+            try:
+                yield Outcome(learner, future.result(), written=True)
+            except Exception as exc:  # a worker died (killed, out of memory)
+                message = f"the grading worker died: {exc.__class__.__name__}"
+                yield Outcome(learner, failure(learner, message))
 
 
 def grade_and_write(results: Path, learner: Learner, execute: dict | None = None) -> dict:
@@ -358,9 +402,12 @@ def _load_plotting() -> None:
     import matplotlib.pyplot  # noqa: F401
 
 
-def _write_learner(results: Path, learner: Learner, result: dict) -> None:
+def _write_learner(
+    results: Path, learner: Learner, result: dict, feedback: str | None = None
+) -> None:
     path = _result_path(results, learner)
-    write_atomic(path.with_name(FEEDBACK), feedback_html(result).encode("utf-8"))
+    page = feedback if feedback is not None else feedback_html(result)
+    write_atomic(path.with_name(FEEDBACK), page.encode("utf-8"))
     write_atomic(path, json.dumps(result, indent=2, sort_keys=True).encode("utf-8"))
 
 
