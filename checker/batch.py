@@ -5,7 +5,9 @@ result is written atomically (temporary name, then rename) to `RESULTS/<learner>
 a batch killed at any moment and rerun skips the learners already graded and ends with the same
 results as one uninterrupted run. A lock on `RESULTS/.lock` keeps two runs from writing the same
 folder. Learner code never runs in this process: with `--execute` the notebooks run in a separate
-process (see `checker.execute`), and the grading only reads the artifacts they leave.
+process, their kernels inside bubblewrap (see `checker.execute` and `checker.sandbox`), and the
+grading only reads the artifacts they leave. Each result records that isolation. Every worker
+dies with the grading process (`PR_SET_PDEATHSIG`), and with it its runner and sandboxes.
 """
 
 from __future__ import annotations
@@ -109,11 +111,22 @@ def _alarm(signum, frame):  # noqa: ANN001, ARG001
     raise TimeoutError
 
 
+def isolation(execute: dict | None) -> str:
+    """How a learner's code ran: `bwrap`, `none` (executed unsandboxed), or `not executed`."""
+    return "not executed" if execute is None else execute.get("sandbox", "bwrap")
+
+
 def grade_one(learner: Learner, execute: dict | None = None) -> dict:
     """Grade one learner in this (worker) process; never raises."""
     import checker
 
-    result = {"learner": learner.id, "folder": learner.name, "score": 0, "max_score": 0}
+    result = {
+        "learner": learner.id,
+        "folder": learner.name,
+        "score": 0,
+        "max_score": 0,
+        "isolation": isolation(execute),
+    }
     refusal = _refusal(learner)
     names = list(checker.CHECKS)
     if refusal:
@@ -300,6 +313,10 @@ def grade(
     submissions, results = Path(submissions), Path(results)
     learners = discover(submissions, assignment)
     jobs = jobs or os.cpu_count() or 1
+    if execute is not None and isolation(execute) == "bwrap":
+        from checker import sandbox
+
+        sandbox.require()  # refuse before anything is graded, rather than fail every learner
     with locked(results):
         todo = [lr for lr in learners if force or load_result(_result_path(results, lr)) is None]
         bar = progress(len(todo))
@@ -307,7 +324,10 @@ def grade(
             _warm_up()
         context = get_context("fork")
         with ProcessPoolExecutor(
-            max_workers=max(1, min(jobs, len(todo) or 1)), mp_context=context
+            max_workers=max(1, min(jobs, len(todo) or 1)),
+            mp_context=context,
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
         ) as pool:
             pending = {pool.submit(grade_and_write, results, lr, execute): lr for lr in todo}
             if pending:  # every worker has forked: the plotting library loads while they grade
@@ -319,11 +339,9 @@ def grade(
                 except Exception as exc:  # a worker died (killed, out of memory)
                     message = f"the grading worker died: {exc.__class__.__name__}"
                     outcome = {"score": 0, "max_score": 0, "error": message}
-                    _write_learner(
-                        results,
-                        learner,
-                        outcome | {"learner": learner.id, "folder": learner.name, "checks": []},
-                    )
+                    whom = {"learner": learner.id, "folder": learner.name, "checks": []}
+                    whom["isolation"] = isolation(execute)
+                    _write_learner(results, learner, outcome | whom)
                 bar.update(outcome["score"] < outcome["max_score"] or bool(outcome.get("error")))
         bar.close()
         everyone = [load_result(_result_path(results, lr)) for lr in learners]
@@ -331,6 +349,13 @@ def grade(
         write_grades(results / "grades.csv", everyone)
         write_summary(results / "summary.png", everyone)
     return everyone
+
+
+def die_with_parent(parent: int) -> None:
+    """A pool worker's first act: die with the grading process, however it dies."""
+    from checker.sandbox import die_with_parent
+
+    die_with_parent(parent)
 
 
 def grade_and_write(results: Path, learner: Learner, execute: dict | None = None) -> dict:
@@ -371,7 +396,7 @@ def write_grades(path: Path, results: list[dict]) -> None:
     names = list(checker.CHECKS)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["learner", *names, "score", "max_score", "error"])
+    writer.writerow(["learner", *names, "score", "max_score", "error", "isolation"])
     for result in sorted(results, key=lambda r: r["learner"]):
         points = {c["name"]: c["points"] for c in result["checks"]}
         writer.writerow(
@@ -381,6 +406,7 @@ def write_grades(path: Path, results: list[dict]) -> None:
                 result["score"],
                 result["max_score"] or 10 * len(names),
                 (result.get("error") or "").replace("\n", " "),
+                result.get("isolation", ""),
             ]
         )
     write_atomic(path, buffer.getvalue().encode("utf-8"))
