@@ -1,8 +1,9 @@
 """The checker's command line.
 
     python -m checker check WORKSPACE [--only NAME ...] [--json]
-    python -m checker grade SUBMISSIONS --out RESULTS [--jobs N] [--execute] [--timeout S] [--force]
-                            [--scheduler tcp://HOST:8786 | local:N] [--shared-fs]
+    python -m checker grade SUBMISSIONS --out RESULTS [--jobs N] [--execute [--sandbox bwrap|none]]
+        [--timeout S] [--memory-mb MB] [--scratch-mb MB] [--force]
+        [--scheduler tcp://HOST:8786 | local:N [--shared-fs] [--max-submission-mb MB]]
 
 Exit codes: 0 when every check passes (check) or the batch completed (grade), 1 when a check
 fails, 2 for a usage error.
@@ -31,7 +32,14 @@ def _check(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from checker.batch import grade
 
-    execute = {"timeout": args.timeout, "memory_mb": args.memory_mb} if args.execute else None
+    execute = None
+    if args.execute:
+        execute = {
+            "timeout": args.timeout,
+            "memory_mb": args.memory_mb,
+            "sandbox": args.sandbox,
+            "scratch_mb": args.scratch_mb,
+        }
     results = grade(
         Path(args.submissions),
         Path(args.out),
@@ -81,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     many.add_argument(
         "--memory-mb", type=int, default=3072, help="memory limit per learner with --execute"
+    )
+    many.add_argument(
+        "--sandbox",
+        choices=["bwrap", "none"],
+        default="bwrap",
+        help="with --execute: run learner code inside bubblewrap (default) or unsandboxed",
+    )
+    many.add_argument(
+        "--scratch-mb", type=int, default=2048, help="disk per learner with --execute (a tmpfs)"
     )
     many.add_argument("--force", action="store_true", help="regrade learners already graded")
     many.add_argument(

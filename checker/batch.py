@@ -5,7 +5,9 @@ result is written atomically (temporary name, then rename) to `RESULTS/<learner>
 a batch killed at any moment and rerun skips the learners already graded and ends with the same
 results as one uninterrupted run. A lock on `RESULTS/.lock` keeps two runs from writing the same
 folder. Learner code never runs in this process: with `--execute` the notebooks run in a separate
-process (see `checker.execute`), and the grading only reads the artifacts they leave.
+process, their kernels inside bubblewrap (see `checker.execute` and `checker.sandbox`), and the
+grading only reads the artifacts they leave. Each result records that isolation. Every worker
+dies with the grading process (`PR_SET_PDEATHSIG`), and with it its runner and sandboxes.
 """
 
 from __future__ import annotations
@@ -109,11 +111,22 @@ def _alarm(signum, frame):  # noqa: ANN001, ARG001
     raise TimeoutError
 
 
+def isolation(execute: dict | None) -> str:
+    """How a learner's code ran: `bwrap`, `none` (executed unsandboxed), or `not executed`."""
+    return "not executed" if execute is None else execute.get("sandbox", "bwrap")
+
+
 def grade_one(learner: Learner, execute: dict | None = None) -> dict:
     """Grade one learner in this (worker) process; never raises."""
     import checker
 
-    result = {"learner": learner.id, "folder": learner.name, "score": 0, "max_score": 0}
+    result = {
+        "learner": learner.id,
+        "folder": learner.name,
+        "score": 0,
+        "max_score": 0,
+        "isolation": isolation(execute),
+    }
     refusal = _refusal(learner)
     names = list(checker.CHECKS)
     if refusal:
@@ -308,6 +321,11 @@ def grade(
     submissions, results = Path(submissions), Path(results)
     learners = discover(submissions, assignment)
     jobs = jobs or os.cpu_count() or 1
+    if execute is not None and isolation(execute) == "bwrap" and scheduler is None:
+        from checker import sandbox
+
+        sandbox.require()  # refuse before anything is graded, rather than fail every learner
+        # (on a cluster, each worker's grading process checks for itself: checker.cluster)
     with locked(results):
         todo = [lr for lr in learners if force or load_result(_result_path(results, lr)) is None]
         bar = progress(len(todo))
@@ -343,7 +361,7 @@ class Outcome:
     written: bool = False
 
 
-def failure(learner: Learner, message: str) -> dict:
+def failure(learner: Learner, message: str, execute: dict | None) -> dict:
     """The result of a learner who could not be graded at all: no checks, the reason why."""
     return {
         "learner": learner.id,
@@ -352,6 +370,7 @@ def failure(learner: Learner, message: str) -> dict:
         "max_score": 0,
         "error": message,
         "checks": [],
+        "isolation": isolation(execute),
     }
 
 
@@ -363,7 +382,10 @@ def _graded_here(
         _warm_up()
     context = get_context("fork")
     with ProcessPoolExecutor(
-        max_workers=max(1, min(jobs, len(todo) or 1)), mp_context=context
+        max_workers=max(1, min(jobs, len(todo) or 1)),
+        mp_context=context,
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
     ) as pool:
         pending = {pool.submit(grade_and_write, results, lr, execute): lr for lr in todo}
         if pending:  # every worker has forked: the plotting library loads while they grade
@@ -374,7 +396,14 @@ def _graded_here(
                 yield Outcome(learner, future.result(), written=True)
             except Exception as exc:  # a worker died (killed, out of memory)
                 message = f"the grading worker died: {exc.__class__.__name__}"
-                yield Outcome(learner, failure(learner, message))
+                yield Outcome(learner, failure(learner, message, execute))
+
+
+def die_with_parent(parent: int) -> None:
+    """A pool worker's first act: die with the grading process, however it dies."""
+    from checker.sandbox import die_with_parent
+
+    die_with_parent(parent)
 
 
 def grade_and_write(results: Path, learner: Learner, execute: dict | None = None) -> dict:
@@ -418,7 +447,7 @@ def write_grades(path: Path, results: list[dict]) -> None:
     names = list(checker.CHECKS)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["learner", *names, "score", "max_score", "error"])
+    writer.writerow(["learner", *names, "score", "max_score", "error", "isolation"])
     for result in sorted(results, key=lambda r: r["learner"]):
         points = {c["name"]: c["points"] for c in result["checks"]}
         writer.writerow(
@@ -428,6 +457,7 @@ def write_grades(path: Path, results: list[dict]) -> None:
                 result["score"],
                 result["max_score"] or 10 * len(names),
                 (result.get("error") or "").replace("\n", " "),
+                result.get("isolation", ""),
             ]
         )
     write_atomic(path, buffer.getvalue().encode("utf-8"))

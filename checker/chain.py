@@ -56,6 +56,7 @@ def run_chain(
     execution_timeout: float | None = None,
     save_each_cell: bool = True,
     ipc_kernels: bool = False,
+    kernel_config: dict | None = None,
 ) -> list[NotebookRun]:
     """Execute `notebooks` in order with papermill; each gets WORKSPACE, DATA_DIR and `parameters`.
 
@@ -70,11 +71,12 @@ def run_chain(
     kernel talks over Unix sockets instead of TCP ports on 127.0.0.1: processes that start kernels
     at the same moment can pick the same free port, and the losing kernel dies at start
     ("ZMQError: Address already in use"), which parallel grading must not turn into a learner's
-    failed notebook.
+    failed notebook. `kernel_config` is more traitlets configuration for papermill's kernels
+    (with `ipc_kernels`): `checker.execute` configures the sandbox of learner kernels there.
     """
     from traitlets.config import Config
 
-    ipc = Config({"KernelManager": {"transport": "ipc"}})
+    ipc = Config({"KernelManager": {"transport": "ipc"}, **(kernel_config or {})})
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing leaves the machine
     logging.getLogger("papermill").setLevel(logging.WARNING)

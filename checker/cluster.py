@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import stat
 import subprocess
 import sys
@@ -51,7 +50,6 @@ STARTED = "checker-grading-started"  # the event topic a task reports its start 
 DEATHS = 2  # a learner whose task was running on this many dying workers is not tried again
 RESENDS = 3  # at most this many new tasks for a learner who only waited on dying workers
 ADDRESS = re.compile(r"^[a-z][a-z0-9+]*://\S+$")
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 SHM = "/dev/shm"  # memory, where a worker unpacks submissions when it has room (see _memory)
 SHM_SPARE = 256_000_000
 
@@ -247,10 +245,10 @@ def graded(
                 try:
                     payload = pack(learner, execute is not None, limit)
                 except TooLarge as exc:
-                    return Outcome(learner, failure(learner, str(exc)))
+                    return Outcome(learner, failure(learner, str(exc), execute))
                 except OSError as exc:
                     message = f"{learner.name!r}: could not read the submission to send it: {exc}"
-                    return Outcome(learner, failure(learner, message))
+                    return Outcome(learner, failure(learner, message, execute))
             key = f"checker-grade-{uuid.uuid4().hex}"
             request = _request(learner, execute, shared_fs) | {"key": key}
             future = client.submit(grade_task, request, payload, key=key, pure=False)
@@ -286,7 +284,7 @@ def graded(
             elif runs < DEATHS and tries <= RESENDS:  # it only waited on the workers that died
                 outcome = send(learner, tries)
             else:
-                outcome = Outcome(learner, failure(learner, _killed(learner, error)))
+                outcome = Outcome(learner, failure(learner, _killed(learner, error), execute))
             if outcome is not None:
                 yield outcome
             yield from fill()
@@ -375,7 +373,7 @@ def grade_task(request: dict, payload: bytes | None) -> dict:
         learner = Learner(request["id"], request["name"], Path(request.get("path", "")))
         why = f"signal {-code}" if code < 0 else f"exit code {code}"
         return {
-            "result": failure(learner, f"the grading process died ({why})"),
+            "result": failure(learner, f"the grading process died ({why})", request["execute"]),
             "feedback": None,
         }
     answer = json.loads(line)
@@ -386,12 +384,9 @@ def grade_task(request: dict, payload: bytes | None) -> dict:
 
 def _serve(parent: int) -> None:
     """The grading process: read requests on stdin, answer one JSON line each on stdout."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+    from checker.sandbox import die_with_parent
 
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the worker died before the line above
-        return
+    die_with_parent(parent)  # with the worker thread that started it, however that dies
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever else prints goes to the worker's log, not into the answers
     from checker import batch
@@ -405,10 +400,24 @@ def _serve(parent: int) -> None:
         answers.flush()
 
 
+_sandbox_checked: list[bool] = []
+
+
 def _grade(request: dict, payload: bytes) -> dict:
     from checker import batch
 
     name = request["name"]
+    if batch.isolation(request["execute"]) == "bwrap" and not _sandbox_checked:
+        from checker import sandbox
+
+        why = sandbox.unavailable()  # once a grading process: this machine, not the client's
+        if why:
+            return {
+                "fatal": f"--execute runs learner code inside bubblewrap, which cannot run on "
+                f"this worker ({os.uname().nodename}): {why}; install it there "
+                f"({sandbox.INSTALL}), or pass --sandbox none"
+            }
+        _sandbox_checked.append(True)
     if "path" in request:
         if not Path(request["submissions"]).is_dir():
             return {
@@ -426,7 +435,11 @@ def _grade(request: dict, payload: bytes) -> dict:
             folder = unpack(payload, Path(scratch))
         except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
             learner = Learner(request["id"], name, Path(scratch))
-            result = failure(learner, f"{name!r}: the submission could not be unpacked: {exc}")
+            result = failure(
+                learner,
+                f"{name!r}: the submission could not be unpacked: {exc}",
+                request["execute"],
+            )
         else:
             result = batch.grade_one(Learner(request["id"], name, folder), request["execute"])
     return {"result": result, "feedback": batch.feedback_html(result)}

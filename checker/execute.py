@@ -1,14 +1,24 @@
 """Re-run a learner's notebooks in a separate, limited process, for `checker grade --execute`.
 
-The learner's notebooks are copied into a scratch folder (only regular `NN-*.ipynb` files, size
-capped) and executed there with papermill by a child process in its own session, under a memory
-limit (`RLIMIT_AS`, inherited by the kernel), a per-cell timeout and a wall-clock cap for the
-whole run. Infinite loops, crashes, memory hogs and huge outputs become a failure message for that
-learner; the grader's own process never runs learner code.
+`run_submission(folder, scratch)` is the one step: it copies the learner's notebooks into a
+scratch folder (only regular `NN-*.ipynb` files, size capped) and has them executed there with
+papermill by a **runner**, a child process in its own session, under a memory limit, a per-cell
+timeout and a wall-clock cap for the whole run. Infinite loops, crashes, memory hogs and huge
+outputs become a failure message for that learner; the grader's own process never runs learner
+code.
 
-The child is a fork of the grading worker, which imports papermill once (about 1.5 s of a fresh
+With `sandbox="bwrap"` (the default) learner code runs only inside bubblewrap
+(`checker/sandbox.py`): the runner first makes the learner's working folder a size-capped tmpfs
+of its own (`scratch/box`), then starts each kernel in a sandbox that may write that folder and
+nothing else. When every sandbox has exited, the runner copies what the notebooks left (the
+workspace, the executed notebooks) out to `scratch/`, within the size cap; the grading worker
+reads it there, as untrusted files. The runner itself is trusted code: it runs no learner code,
+only reads the kernels' messages. With `sandbox="none"` the kernels run as the grader's user.
+
+The runner is a fork of the grading worker, which imports papermill once (about 1.5 s of a fresh
 interpreter's start, per learner, saved); each kernel is still a fresh process, as with nbgrader.
-A worker with other threads running execs a fresh interpreter instead (`python -m checker.execute`).
+A caller with other threads running (a Dask worker, a test process) gets a fresh interpreter
+instead (`python -m checker.execute`, started without a fork of the caller).
 """
 
 from __future__ import annotations
@@ -18,22 +28,25 @@ import gc
 import json
 import os
 import resource
+import shutil
 import signal
+import stat
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import nbformat
+from checker.sandbox import DATASETS, ISOLATIONS, Limits, die_with_parent
 
-DATASETS = Path(__file__).resolve().parents[1] / "datasets"
 MAX_NOTEBOOK_BYTES = 20_000_000  # a submitted notebook (inputs; outputs are not needed)
 MAX_OUTPUT_BYTES = 50_000_000  # what one executed notebook may weigh with its outputs
 # Fewer threads than cores for numerical libraries; plots without a display.
 RUNNER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 POLL_SECONDS = 0.02  # how often the grading worker looks whether the runner has finished
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+SUMMARY = "runs.json"  # what the runner reports, beside the workspace
 
 
 def _notebooks(folder: Path) -> tuple[list[Path], list[str]]:
@@ -55,6 +68,8 @@ def _notebooks(folder: Path) -> tuple[list[Path], list[str]]:
 
 def _validate(path: Path) -> str | None:
     """Why a notebook cannot be executed (not JSON, not nbformat), or None."""
+    import nbformat
+
     try:
         nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
         nbformat.validate(nb)
@@ -69,14 +84,26 @@ def _validate(path: Path) -> str | None:
 
 
 def run_submission(
-    folder: Path, scratch: Path, *, timeout: float = 300, memory_mb: int = 3072
+    folder: Path,
+    scratch: Path,
+    *,
+    timeout: float = 300,
+    memory_mb: int = Limits.memory_mb,
+    sandbox: str = "bwrap",
+    tasks: int = Limits.tasks,
+    scratch_mb: int = Limits.scratch_mb,
 ) -> tuple[Path, str | None]:
-    """Execute a learner's notebooks into `scratch/workspace`; return it and an error or None."""
+    """Execute a learner's notebooks into `scratch/workspace`; return it and an error or None.
+
+    `scratch` is a new folder of the caller's, removed by the caller. With `sandbox="bwrap"` the
+    caller should have checked `checker.sandbox.require()` once: a sandbox that cannot start
+    becomes this learner's error, not a run without it.
+    """
+    if sandbox not in ISOLATIONS:
+        raise ValueError(f"sandbox must be one of {ISOLATIONS}, not {sandbox!r}")
     notebooks, problems = _notebooks(folder)
     copies = scratch / "notebooks"
     copies.mkdir(parents=True)
-    # Notebooks find the course's data (and exercise 10 its lab) by walking up from their folder.
-    (scratch / "datasets").symlink_to(DATASETS, target_is_directory=True)
     workspace = scratch / "workspace"
     workspace.mkdir()
     for path in notebooks:
@@ -89,8 +116,10 @@ def run_submission(
         return workspace, "; ".join(problems)
     if not notebooks:
         return workspace, f"no notebooks named NN-*.ipynb found in {folder.name}"
+    limits = Limits(memory_mb=memory_mb, tasks=tasks, scratch_mb=scratch_mb)
+    options = {"timeout": timeout, "sandbox": sandbox, "limits": limits.__dict__}
     wall = timeout * len(notebooks) + 60
-    pid = _start_runner(copies, workspace, scratch, timeout, memory_mb * 1024 * 1024)
+    pid = _start_runner(scratch, options)
     status = None
     try:
         status = _wait(pid, wall)
@@ -101,17 +130,31 @@ def run_submission(
             os.killpg(pid, signal.SIGKILL)
     if status is None:
         return workspace, f"the notebooks ran longer than {wall:.0f} s in all and were stopped"
-    summary = scratch / "runs.json"
-    if not summary.is_file():
+    summary = _read_summary(scratch / SUMMARY)
+    if summary is None:
         code = os.waitstatus_to_exitcode(status)
         why = "ran out of memory" if code in (-signal.SIGKILL, 137) else f"exited with code {code}"
         return workspace, f"executing the notebooks failed: the runner {why} (limit {memory_mb} MB)"
-    runs = json.loads(summary.read_text(encoding="utf-8"))
-    errors = [f"{r['notebook']}: {r['error']}" for r in runs if r["error"]]
-    heavy = [r["notebook"] for r in runs if r["output_bytes"] > MAX_OUTPUT_BYTES]
+    errors = [f"{r['notebook']}: {r['error']}" for r in summary["runs"] if r["error"]]
+    heavy = [r["notebook"] for r in summary["runs"] if r["output_bytes"] > MAX_OUTPUT_BYTES]
     if heavy:
         errors.append(f"{', '.join(heavy)}: outputs over {MAX_OUTPUT_BYTES // 1_000_000} MB")
+    errors += summary["problems"]
     return workspace, "; ".join(errors) or None
+
+
+def _read_summary(path: Path) -> dict | None:
+    """The runner's `runs.json`, checked for shape (it is written beside learner files), or None."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        runs, problems = summary["runs"], summary["problems"]
+        assert all(isinstance(p, str) for p in problems)
+        for run in runs:
+            assert isinstance(run["notebook"], str) and isinstance(run["output_bytes"], int)
+            assert run["error"] is None or isinstance(run["error"], str)
+    except (OSError, ValueError, TypeError, KeyError, AssertionError):
+        return None
+    return summary
 
 
 def _preload() -> None:
@@ -123,40 +166,132 @@ def _preload() -> None:
     import papermill  # noqa: F401
 
     import checker.chain  # noqa: F401
+    import checker.sandbox  # noqa: F401
 
 
-def _start_runner(copies: Path, workspace: Path, scratch: Path, timeout: float, limit: int) -> int:
-    """Fork the runner, which executes the notebooks and never returns here; return its pid.
+def _start_runner(scratch: Path, options: dict) -> int:
+    """Start the runner, which executes the notebooks and never returns here; return its pid.
 
     Forking is only safe for running Python in the child when this process has no other thread
-    (one could hold a lock the child then waits on forever): with threads, the child execs a
-    fresh interpreter instead, as `subprocess` would.
+    (one could hold a lock the child then waits on forever): with threads, the runner is a fresh
+    interpreter started by `subprocess` (no Python runs between its fork and its exec).
     """
-    warm = threading.active_count() == 1
-    if warm:
-        _preload()
+    if threading.active_count() > 1:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "checker.execute", str(scratch), json.dumps(options)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=scratch,
+        )
+        process.returncode = 0  # reaped by _wait with os.waitpid, not by this object
+        return process.pid
+    _preload()
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     code = 70  # EX_SOFTWARE: the runner failed before writing runs.json
     try:
-        _become_runner(scratch, limit)
-        if not warm:
-            args = [str(copies), str(workspace), str(timeout)]
-            os.execv(sys.executable, [sys.executable, "-m", "checker.execute", *args])
-        _child(copies, workspace, timeout)
+        os.setsid()  # away from the grader's terminal and its signals; its group is killed at the end
+        _runner(scratch, options, parent)
         code = 0
     finally:
         os._exit(code)  # never back into the grading worker's code, its atexit or its queues
 
 
+def _runner(scratch: Path, options: dict, parent: int) -> None:
+    """In the runner: its limits, then the notebooks (sandboxed, in a tmpfs of its own), then
+    what they left copied out to `scratch`, and `runs.json` beside it."""
+    die_with_parent(parent)
+    limits = Limits(**options["limits"])
+    _become_runner(scratch, limits.memory_mb * 1024 * 1024)
+    sandboxed = options["sandbox"] == "bwrap"
+    box = scratch / "box" if sandboxed else scratch
+    problems = []
+    if sandboxed:
+        from checker import sandbox
+
+        box.mkdir()
+        try:
+            sandbox.learner_scratch(box, limits)
+        except OSError as exc:
+            problem = f"the sandbox could not start ({exc}); see `python -m checker.sandbox`"
+            summary = {"runs": [], "problems": [problem]}
+            (scratch / SUMMARY).write_text(json.dumps(summary), encoding="utf-8")
+            return
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.tasks, limits.tasks))
+        shutil.copytree(scratch / "notebooks", box / "notebooks")
+        (box / "workspace").mkdir()
+        _seed_home(box / "home")
+    # Notebooks find the course's data (and exercise 10 its lab) by walking up from their folder.
+    (box / "datasets").symlink_to(DATASETS, target_is_directory=True)
+    # Temporary files (kernel connection files and sockets, whatever learner code makes) go to
+    # the learner's folder, which is removed after grading.
+    temporary = box / "tmp"
+    temporary.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = tempfile.tempdir = str(temporary)
+    kernels = None
+    if sandboxed:
+        os.environ["HOME"] = str(box / "home")
+        os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] = "checker-sandbox"
+        kernels = {"SandboxProvisioner": {"writable": [str(box)], **_provisioner_limits(limits)}}
+    runs = _child(box / "notebooks", box / "workspace", options["timeout"], kernels)
+    if sandboxed:  # every sandbox has exited: copy out what the notebooks left, within the cap
+        budget = [limits.scratch_mb * 1024 * 1024, limits.files]
+        for name in ("workspace", "executed"):
+            if (box / name).is_dir() and not (box / name).is_symlink():
+                shutil.rmtree(scratch / name, ignore_errors=True)
+                problem = _copy_out(box / name, scratch / name, budget)
+                if problem:
+                    problems.append(f"{name}/: {problem}")
+                    break
+    summary = {"runs": runs, "problems": problems}
+    (scratch / SUMMARY).write_text(json.dumps(summary), encoding="utf-8")
+
+
+def _provisioner_limits(limits: Limits) -> dict:
+    return {"memory_mb": limits.memory_mb, "tasks": limits.tasks, "file_mb": limits.scratch_mb}
+
+
+def _seed_home(home: Path) -> None:
+    """A HOME for the learner's kernels, with matplotlib's font list (else rebuilt: 0.3 s)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "matplotlib"
+    (home / ".cache" / "matplotlib").mkdir(parents=True)
+    with contextlib.suppress(OSError):
+        for fonts in cache.glob("fontlist-*.json"):
+            shutil.copyfile(fonts, home / ".cache" / "matplotlib" / fonts.name)
+
+
+def _copy_out(source: Path, target: Path, budget: list[int]) -> str | None:
+    """Copy a tree the sandbox wrote: folders, regular files and symlinks (as links, never
+    followed); nothing else. `budget` is [bytes, entries] left, shared by calls; over it, stop."""
+    target.mkdir()
+    for entry in sorted(os.scandir(source), key=lambda e: e.name):
+        info = entry.stat(follow_symlinks=False)
+        budget[1] -= 1
+        budget[0] -= info.st_size if stat.S_ISREG(info.st_mode) else 0
+        if budget[0] < 0 or budget[1] < 0:
+            return "more than the scratch folder may hold (hard links?); the rest was not kept"
+        path = target / entry.name
+        if stat.S_ISDIR(info.st_mode):
+            problem = _copy_out(Path(entry.path), path, budget)
+            if problem:
+                return problem
+        elif stat.S_ISREG(info.st_mode):
+            shutil.copyfile(entry.path, path, follow_symlinks=False)
+        elif stat.S_ISLNK(info.st_mode):
+            os.symlink(os.readlink(entry.path), path)
+    return None
+
+
 def _become_runner(scratch: Path, limit: int) -> None:
-    """In the forked child: its own session and limits, no terminal, the scratch folder as cwd.
+    """In the runner: its limits, no terminal, none of the worker's files, the scratch as cwd.
 
     The memory limit is inherited by the kernels (fresh processes); the runner's own address
     space includes what it inherited from the worker (a few hundred MB), well under the limit.
     """
-    os.setsid()  # away from the grader's terminal and its signals; its group is killed at the end
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     null = os.open(os.devnull, os.O_RDWR)
@@ -168,11 +303,6 @@ def _become_runner(scratch: Path, limit: int) -> None:
     os.closerange(3, most if most != resource.RLIM_INFINITY else 65536)
     os.chdir(scratch)
     os.environ.update(RUNNER_ENV)
-    # Temporary files (kernel connection files and sockets, whatever learner code makes) go to
-    # the learner's scratch folder, which is removed after grading.
-    temporary = scratch / "tmp"
-    temporary.mkdir(exist_ok=True)
-    os.environ["TMPDIR"] = tempfile.tempdir = str(temporary)
     signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the worker's handler raises into its grading
     gc.freeze()  # the worker's objects: never collected here, so their pages are not copied
 
@@ -259,19 +389,17 @@ def _kill_descendants(root: int) -> None:
         time.sleep(0.01)
 
 
-def _child(copies: Path, workspace: Path, timeout: float) -> None:
-    """The runner: run the copied notebooks in order; write runs.json beside them.
-
-    Whatever the notebooks leave running (a server, a detached process) is killed at the end.
-    """
+def _child(copies: Path, workspace: Path, timeout: float, kernels: dict | None) -> list[dict]:
+    """The runner's notebooks, in order; what each did. Whatever they left running (a server, a
+    detached process, a sandbox) is killed at the end."""
     _adopt_orphans()
     try:
-        _run(copies, workspace, timeout)
+        return _run(copies, workspace, timeout, kernels)
     finally:
         _kill_descendants(os.getpid())
 
 
-def _run(copies: Path, workspace: Path, timeout: float) -> None:
+def _run(copies: Path, workspace: Path, timeout: float, kernels: dict | None) -> list[dict]:
     from checker.chain import run_chain
 
     runs = run_chain(
@@ -285,8 +413,9 @@ def _run(copies: Path, workspace: Path, timeout: float) -> None:
         stop_on_error=False,  # like nbgrader: a blank notebook costs its own points, not later ones
         save_each_cell=False,  # like nbgrader: written once, when the notebook is done
         ipc_kernels=True,  # two runners starting kernels at once never race for a TCP port
+        kernel_config=kernels,
     )
-    summary = [
+    return [
         {
             "notebook": r.notebook,
             "seconds": r.seconds,
@@ -295,8 +424,7 @@ def _run(copies: Path, workspace: Path, timeout: float) -> None:
         }
         for r in runs
     ]
-    (copies.parent / "runs.json").write_text(json.dumps(summary), encoding="utf-8")
 
 
-if __name__ == "__main__":  # the runner of a worker with threads (see _start_runner)
-    _child(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]))
+if __name__ == "__main__":  # the runner of a caller with threads (see _start_runner)
+    _runner(Path(sys.argv[1]), json.loads(sys.argv[2]), os.getppid())

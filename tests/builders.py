@@ -194,3 +194,21 @@ def learner_notebook(
         "language": "python",
     }
     return nbformat.writes(nb)
+
+
+def unpack_cell(folder: Path) -> str:
+    """A cell that recreates `folder`'s files in WORKSPACE, from a tar.gz inside the cell's source:
+    a learner's work that needs nothing outside a sandbox."""
+    import base64
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(folder, arcname=".")
+    blob = base64.b64encode(buffer.getvalue()).decode()
+    return (
+        "import base64, io, tarfile\n"
+        f"with tarfile.open(fileobj=io.BytesIO(base64.b64decode({blob!r}))) as tar:\n"
+        "    tar.extractall(WORKSPACE, filter='data')\n"
+    )

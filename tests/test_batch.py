@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from builders import learner_notebook
+from builders import learner_notebook, unpack_cell
 
 from checker.batch import Progress, discover, grade, locked, sanitize
 from checker.errors import CheckerError
@@ -64,8 +64,9 @@ def test_outputs_grades_csv_feedback_and_summary(valid_template: Path, tmp_path:
     (subs / "learner-001" / "lifecycle_map.yaml").write_text("use_case: <b>x</b>\n")
     grade(subs, tmp_path / "results", jobs=2, progress=Quiet)
     rows = (tmp_path / "results" / "grades.csv").read_text().splitlines()
-    assert rows[0].startswith("learner,") and rows[0].endswith(",score,max_score,error")
+    assert rows[0].startswith("learner,") and rows[0].endswith(",score,max_score,error,isolation")
     assert [r.split(",")[0] for r in rows[1:]] == ["learner-000", "learner-001"]
+    assert [r.split(",")[-1] for r in rows[1:]] == ["not executed"] * 2
     feedback = (tmp_path / "results" / "learner-001" / "feedback.html").read_text()
     assert "✗" in feedback and "lifecycle_map.yaml" in feedback
     assert "<b>x</b>" not in feedback  # learner text is escaped
@@ -250,9 +251,7 @@ def test_execute_mode_records_runaway_notebooks_and_grades_the_rest(
     valid_template: Path, tmp_path: Path
 ):
     subs = tmp_path / "submissions"
-    good = notebook(
-        f"import shutil\nshutil.copytree({str(valid_template)!r}, WORKSPACE, dirs_exist_ok=True)"
-    )
+    good = notebook(unpack_cell(valid_template))  # nothing outside the sandbox needed
     for name in ("good-a", "good-b"):
         (subs / name).mkdir(parents=True)
         (subs / name / "01-stage.ipynb").write_text(good)

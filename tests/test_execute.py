@@ -1,7 +1,9 @@
 """`checker.execute`: the runner is a fork of the grading process, yet isolated and always reaped.
 
 Each test executes a small notebook with `run_submission` in this process, the way a grading
-worker does; its cells report (into the workspace) what the kernel sees of its runner.
+worker does; its cells report (into the workspace) what the kernel sees of its runner, which
+only an unsandboxed kernel can see (`sandbox="none"`). What the sandbox blocks is in
+tests/test_sandbox.py; the limits and the reaping here hold in both modes.
 """
 
 from __future__ import annotations
@@ -102,7 +104,9 @@ from checker.execute import run_submission
 cwd, env = os.getcwd(), dict(os.environ)
 limit, handler = resource.getrlimit(resource.RLIMIT_AS), signal.getsignal(signal.SIGALRM)
 read, write = os.pipe()  # like a grading worker's task queue
-workspace, error = run_submission(Path(sys.argv[1]), Path(sys.argv[2]), timeout=30, memory_mb=2048)
+workspace, error = run_submission(
+    Path(sys.argv[1]), Path(sys.argv[2]), timeout=30, memory_mb=2048, sandbox="none"
+)
 print(json.dumps({
     "error": error,
     "workspace": str(workspace),
@@ -147,7 +151,7 @@ def test_with_another_thread_running_the_runner_is_a_fresh_interpreter(tmp_path:
     thread = threading.Thread(target=stop.wait)
     thread.start()
     try:
-        workspace, error = run_submission(folder, tmp_path / "scratch", timeout=30)
+        workspace, error = run_submission(folder, tmp_path / "scratch", timeout=30, sandbox="none")
     finally:
         stop.set()
         thread.join()
@@ -158,25 +162,31 @@ def test_with_another_thread_running_the_runner_is_a_fresh_interpreter(tmp_path:
     assert seen["env"] == execute.RUNNER_ENV
 
 
+MODES = ["bwrap", "none"]
+
+
+@pytest.mark.parametrize("sandbox", MODES)
 @pytest.mark.parametrize("how", ["child", "group", "daemon"])
-def test_no_process_of_the_learner_outlives_the_run(tmp_path: Path, how: str):
+def test_no_process_of_the_learner_outlives_the_run(tmp_path: Path, how: str, sandbox: str):
     marker = f"learner-leftover-{uuid.uuid4().hex}"
     folder = submission(tmp_path, sleeper(marker, how), "x = 1")
-    _, error = run_submission(folder, tmp_path / "scratch", timeout=30)
+    _, error = run_submission(folder, tmp_path / "scratch", timeout=30, sandbox=sandbox)
     assert error is None
     assert gone(marker)
 
 
-def test_an_infinite_loop_is_stopped_by_the_cell_timeout(tmp_path: Path):
+@pytest.mark.parametrize("sandbox", MODES)
+def test_an_infinite_loop_is_stopped_by_the_cell_timeout(tmp_path: Path, sandbox: str):
     folder = submission(tmp_path, "while True:\n    pass", "x = 1")
     start = time.monotonic()
-    _, error = run_submission(folder, tmp_path / "scratch", timeout=3)
+    _, error = run_submission(folder, tmp_path / "scratch", timeout=3, sandbox=sandbox)
     assert "01-stage.ipynb" in error and "Timeout" in error
     assert time.monotonic() - start < 30
 
 
+@pytest.mark.parametrize("sandbox", MODES)
 def test_the_wall_cap_stops_the_runner_and_everything_it_started(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: str
 ):
     marker = f"learner-leftover-{uuid.uuid4().hex}"
     folder = submission(
@@ -188,7 +198,7 @@ def test_the_wall_cap_stops_the_runner_and_everything_it_started(
     wait = execute._wait
     monkeypatch.setattr(execute, "_wait", lambda pid, wall: wait(pid, 4.0))
     start = time.monotonic()
-    _, error = run_submission(folder, tmp_path / "scratch", timeout=300)
+    _, error = run_submission(folder, tmp_path / "scratch", timeout=300, sandbox=sandbox)
     assert time.monotonic() - start < 30
     assert error == "the notebooks ran longer than 360 s in all and were stopped"
     assert gone(marker)
@@ -196,7 +206,9 @@ def test_the_wall_cap_stops_the_runner_and_everything_it_started(
 
 def test_a_killed_runner_is_reported_as_out_of_memory(tmp_path: Path):
     folder = submission(tmp_path, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
-    _, error = run_submission(folder, tmp_path / "scratch", timeout=30, memory_mb=2048)
+    _, error = run_submission(
+        folder, tmp_path / "scratch", timeout=30, memory_mb=2048, sandbox="none"
+    )
     assert error == ("executing the notebooks failed: the runner ran out of memory (limit 2048 MB)")
 
 
@@ -206,7 +218,7 @@ def test_the_executed_notebook_is_written_once_with_its_outputs(tmp_path: Path):
     assert error is None
     executed = nbformat.read(tmp_path / "scratch" / "executed" / "01-stage.ipynb", as_version=4)
     assert "hello from the kernel" in executed.cells[-1].outputs[0]["text"]
-    runs = json.loads((tmp_path / "scratch" / "runs.json").read_text())
+    runs = json.loads((tmp_path / "scratch" / "runs.json").read_text())["runs"]
     assert (
         runs[0]["output_bytes"]
         == (tmp_path / "scratch" / "executed" / "01-stage.ipynb").stat().st_size

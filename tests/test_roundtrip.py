@@ -394,7 +394,8 @@ def test_the_per_check_csv_has_a_column_per_check(roundtrip):
     with (roundtrip["root"] / "checks" / "grades.csv").open(encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         rows = {row["learner"]: row for row in reader}
-        assert reader.fieldnames == ["learner", *names, "score", "max_score", "error"]
+        assert reader.fieldnames == ["learner", *names, "score", "max_score", "error", "isolation"]
+        assert {row["isolation"] for row in rows.values()} == {"not executed"}
     assert set(rows) == set(LEARNERS)
     assert rows["corrupt"]["score"] == "0"  # nbgrader left nothing to check
     exercise_checks = ("stages_mapped", "failure_mode_sketched", "lifecycle_map", "lab_improved")
