@@ -22,7 +22,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,dask]'
 	touch $@
 
 test: $(VENV)/.installed

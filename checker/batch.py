@@ -321,6 +321,11 @@ def grade(
     submissions, results = Path(submissions), Path(results)
     learners = discover(submissions, assignment)
     jobs = jobs or os.cpu_count() or 1
+    if scheduler is not None:  # a wrong address or a missing extra: refused before anything
+        from checker import cluster
+
+        cluster.parse(scheduler)
+        cluster.distributed()
     if execute is not None and isolation(execute) == "bwrap" and scheduler is None:
         from checker import sandbox
 

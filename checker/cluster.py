@@ -174,6 +174,7 @@ def unpack(bundle: bytes, into: Path) -> Path:
     data = memoryview(bundle)[end + 1 :]
     if not entries or len(entries[0][0]) != 1 or entries[0][1] != "d":
         raise ValueError("the bundle does not start with the learner's folder")
+    os.makedirs(into, exist_ok=True)
     made: set[tuple[str, ...]] = {()}
     offset = 0
     for parts, kind, *rest in entries:

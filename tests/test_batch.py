@@ -286,3 +286,21 @@ def _only(subs: Path, name: str, tmp_path: Path) -> Path:
     alone = tmp_path / "alone-subs"
     shutil.copytree(subs / name, alone / name)
     return alone
+
+
+def test_scheduler_without_distributed_refuses_with_one_message(tmp_path: Path):
+    """Grading on a Dask cluster is an optional extra: without it, one line says how to get it."""
+    (tmp_path / "subs" / "alice").mkdir(parents=True)
+    hide = "import sys; sys.modules['distributed'] = None; from checker.__main__ import main; "
+    argv = [str(tmp_path / "subs"), "--out", str(tmp_path / "res"), "--scheduler", "local:2"]
+    done = subprocess.run(
+        [sys.executable, "-c", hide + f"sys.exit(main(['grade', *{argv!r}]))"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "python -m checker: error: --scheduler grades on a Dask cluster, which needs "
+        "dask.distributed; it is not installed here: pip install -e '.[dask]'"
+    ]
+    assert not (tmp_path / "res").exists()

@@ -52,3 +52,17 @@ def test_the_checker_does_not_depend_on_full_mlflow():
     names = {_normal(r)[0] for r in project["dependencies"]}
     assert "mlflow-skinny" in names and "mlflow" not in names
     assert {_normal(r)[0] for r in project["optional-dependencies"]["ui"]} == {"mlflow"}
+
+
+def test_the_dask_extra_is_distributed_alone_and_make_test_installs_it():
+    """`checker grade --scheduler` needs dask.distributed, an optional extra; CI runs its tests."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert {_normal(r)[0] for r in project["optional-dependencies"]["dask"]} == {"distributed"}
+    install = next(
+        ln
+        for ln in (ROOT / "Makefile").read_text().splitlines()
+        if "pip install" in ln and "-e" in ln
+    )
+    assert "dask" in install and "dev" in install, install
+    _, text = _conda()
+    assert "distributed" in text  # named for conda users, as the optional extra it is
