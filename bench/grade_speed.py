@@ -83,14 +83,12 @@ def steady_rate(out: Path) -> float:
 
 
 def execute_cohort(template: Path, root: Path, n: int) -> Path:
-    """N learners with one small notebook each, for --execute: it copies a valid workspace (the
-    cost is the kernel's, as for a short stage); every fourth learner's notebook fails."""
-    from builders import learner_notebook
+    """N learners with one small notebook each, for --execute: it unpacks a valid workspace (the
+    cost is the kernel's and the sandbox's, as for a short stage); every fourth one fails."""
+    from builders import learner_notebook, unpack_cell
 
     subs = root / f"exec-{n}"
-    good = learner_notebook(
-        f"import shutil\nshutil.copytree({str(template)!r}, WORKSPACE, dirs_exist_ok=True)"
-    )
+    good = learner_notebook(unpack_cell(template))  # needs nothing outside the sandbox
     for i in range(n):
         learner = subs / f"learner-{i:04d}"
         learner.mkdir(parents=True)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from builders import learner_notebook
+from builders import learner_notebook, unpack_cell
 
 if importlib.util.find_spec("distributed") is None:
     pytest.skip(
@@ -430,3 +430,32 @@ def test_discovery_is_the_clients_alone(valid_template: Path, tmp_path: Path):
     assert sorted(p.name for p in made.iterdir()) == sorted(
         p.name for p in learner.folder.iterdir()
     )
+
+
+def test_execute_mode_on_a_cluster_runs_in_the_same_sandbox_and_grades_the_same(
+    valid_template: Path, tmp_path: Path
+):
+    from checker import sandbox
+
+    why = sandbox.unavailable()
+    if why:
+        pytest.skip(f"bubblewrap cannot run here ({why}): {sandbox.INSTALL}")
+    subs = tmp_path / "submissions"
+    cases = {
+        "good": learner_notebook(unpack_cell(valid_template)),
+        "crash": learner_notebook("import os\nos._exit(3)"),
+    }
+    cases["not-json"] = "this is not a notebook"
+    for name, text in cases.items():
+        (subs / name).mkdir(parents=True)
+        (subs / name / "01-stage.ipynb").write_text(text)
+    options = ("--execute", "--timeout", "120", "--jobs", "2")
+    for out, more in (("pool", ()), ("cluster", ("--scheduler", "local:2"))):
+        done = run(subs, tmp_path / out, *options, *more)
+        assert done.returncode == 0, done.stderr
+    results = results_of(tmp_path / "cluster")
+    assert results == results_of(tmp_path / "pool")
+    assert {r["isolation"] for r in results.values()} == {"bwrap"}
+    assert results["good"]["score"] > 0 and results["good"]["error"] is None
+    assert "01-stage.ipynb" in results["crash"]["error"] and results["crash"]["score"] == 0
+    assert grades(tmp_path / "cluster") == grades(tmp_path / "pool")
