@@ -19,12 +19,15 @@ import numpy as np
 from checker.contract import schema_problems
 from checker.errors import Invalid
 from checker.manifest import load_split
+from checker.metrics import flagged_share, threshold_bounds
 from checker.registry import Problems, check
 from checker.store import open_store
 from checker.table import Column, Table, parse
 from checker.workspace import Workspace
 
 PREDICTIONS = "evaluation/predictions.csv"
+VALID_SCORES = "evaluation/valid_scores.csv"
+VALID_SCORE_COLUMNS = ("id_student", "code_presentation", "y_true", "y_score")
 REPORT = "evaluation/report.json"
 PROBLEM = "problem.yaml"
 MANIFEST = "data/manifest.json"
@@ -201,6 +204,70 @@ def read_predictions(ws: Workspace) -> Table:
     path = ws.resolve(PREDICTIONS, what=PREDICTIONS, max_bytes=MAX_PREDICTIONS_BYTES)
     text = {"code_presentation": str} | dict.fromkeys(GROUP_ATTRIBUTES, str)
     return parse(path.read_bytes(), PREDICTIONS, how="predictions", dtype=text)
+
+
+def read_valid_scores(ws: Workspace) -> Table:
+    path = ws.resolve(VALID_SCORES, what=VALID_SCORES, max_bytes=MAX_PREDICTIONS_BYTES)
+    return parse(
+        path.read_bytes(), VALID_SCORES, how="valid scores", dtype={"code_presentation": str}
+    )
+
+
+def _valid_split(ws: Workspace, manifest: dict, key: str, label: str) -> tuple[Table, str]:
+    valid = manifest["splits"].get("valid")
+    if not isinstance(valid, dict) or not isinstance(valid.get("path"), str):
+        raise Invalid(f"{MANIFEST}: splits.valid.path: expected the valid split's file, found none")
+    rel = valid["path"]
+    table = load_split(ws, rel, f"{MANIFEST}: splits.valid.path")
+    for column in (key, "code_presentation", label):
+        if column not in table.frame.columns:
+            raise Invalid(f"{rel}: columns: expected a column {column!r}, found none")
+    return table, rel
+
+
+def _threshold_problems(
+    ws: Workspace, report: dict, manifest: dict, key: str, label: str
+) -> Problems:
+    """The threshold was chosen on the valid split by the budget: it is the `1 - budget` quantile
+    of the valid scores stage 04 saved (`threshold_bounds`)."""
+    import pandas as pd
+
+    scores = read_valid_scores(ws)
+    frame = scores.frame
+    missing = [c for c in VALID_SCORE_COLUMNS if c not in frame.columns]
+    if missing:
+        yield f"{VALID_SCORES}: columns: expected {', '.join(VALID_SCORE_COLUMNS)}, found no {', '.join(missing)}"
+        return
+    s = pd.to_numeric(frame["y_score"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(s) | (s < 0) | (s > 1)
+    if len(s) == 0 or bad.any():
+        yield f"{VALID_SCORES}: y_score: expected a probability in [0, 1] on every row of the valid split, found {int(bad.sum())} missing, non-numeric or out-of-range values in {len(s)} rows"
+        return
+    if (
+        frame["code_presentation"].isna().any()
+        or pd.to_numeric(frame["id_student"], errors="coerce").isna().any()
+    ):
+        yield f"{VALID_SCORES}: id_student, code_presentation: expected a learner and a presentation on every row, found blanks"
+        return
+    valid, rel = _valid_split(ws, manifest, key, label)
+    if _tally(scores, "id_student") != _tally(valid, key):
+        yield f"{VALID_SCORES}: id_student, code_presentation: expected the {len(valid)} rows of the valid split ({rel}), found {len(frame)} rows that are not its rows"
+        return
+    if pd.to_numeric(frame["y_true"], errors="coerce").isna().any() or _tally(
+        scores, "id_student", "y_true"
+    ) != _tally(valid, key, label):
+        yield f"{VALID_SCORES}: y_true: expected the valid split's {label} on every row, found other labels"
+        return
+    budget, threshold = report["budget"], report["threshold"]
+    expected, low, high = threshold_bounds(s, budget)
+    if not low - TOLERANCE <= threshold <= high + TOLERANCE:
+        yield (
+            f"{REPORT}: threshold: expected the 1 - budget quantile of the valid scores "
+            f"(np.quantile of y_score in {VALID_SCORES} at {1 - budget:g}: {expected:.6f}, "
+            f"anything from {low:.6f} to {high:.6f}), found {threshold!r}, which flags "
+            f"{flagged_share(s, threshold):.1%} of the valid learners against a budget of "
+            f"{budget:.0%}: choose the threshold on the valid split, from the budget, never on test"
+        )
 
 
 def _column_problems(pred: Table, attributes: list[str]) -> list[str]:
@@ -571,6 +638,7 @@ def evaluated(ws: Workspace) -> Problems:
             f"{REPORT}) and 0 elsewhere, found {wrong} rows that differ"
         )
         return
+    yield from _threshold_problems(ws, report, manifest, key, label)
     yield from _metric_problems(report, y, s, p)
     yield from _calibration_problems(report, y, s)
     problem = _problem_fields(ws)

@@ -71,6 +71,43 @@ def parse_split(raw: bytes, rel: str, digest: str | None = None) -> Table:
     )
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+FEXTRA, FNAME = 0x04, 0x08
+
+
+def gzip_header(raw: bytes) -> tuple[int, str | None] | None:
+    """The modification time and the file name a gzip member's header records (RFC 1952), or
+    None when `raw` does not start with a gzip header."""
+    if len(raw) < 10 or raw[:2] != GZIP_MAGIC:
+        return None
+    flags, mtime = raw[3], int.from_bytes(raw[4:8], "little")
+    if not flags & FNAME:
+        return mtime, None
+    start = 10
+    if flags & FEXTRA:
+        start += 2 + int.from_bytes(raw[10:12], "little")
+    end = raw.find(b"\0", start)
+    name = raw[start : end if end >= 0 else len(raw)]
+    return mtime, name.decode("latin-1")
+
+
+def gzip_header_problems(raw: bytes, rel: str, field: str) -> Problems:
+    """A split must be deterministic gzip: mtime 0 and no file name in its header, so that the
+    same rows always give the same bytes and a rerun reproduces the data version."""
+    header = gzip_header(raw)
+    if header is None or header == (0, None):
+        return
+    mtime, name = header
+    found = [f"mtime {mtime}"] if mtime else []
+    found += [f"the file name {name!r}"] if name is not None else []
+    yield (
+        f"{field}: {rel}: gzip header: expected mtime 0 and no file name (deterministic gzip, "
+        f"so that a rerun writes the same bytes and the same data version), found "
+        f"{' and '.join(found)}: write it as stage 02's write_csv_gz does "
+        f"(gzip.GzipFile(filename='', mtime=0)), not with to_csv(compression='gzip')"
+    )
+
+
 def _gunzip(raw: bytes, rel: str) -> bytes:
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
@@ -177,7 +214,7 @@ def data_versioned(ws: Workspace) -> Problems:
         where = f"{MANIFEST}: splits.{name}.path"
         rel = split["path"]
         try:
-            _, found_hash = file_bytes(ws, rel, where)
+            raw, found_hash = file_bytes(ws, rel, where)
         except Invalid as exc:
             yield str(exc)
             continue
@@ -192,6 +229,8 @@ def data_versioned(ws: Workspace) -> Problems:
         except Invalid as exc:
             yield str(exc)
             continue
+        if rel.endswith(".csv.gz"):
+            yield from gzip_header_problems(raw, rel, where)
         frame = table.frame
         if len(frame) != split["rows"]:
             yield f"{MANIFEST}: splits.{name}.rows: expected {len(frame)} (rows in {rel}), found {split['rows']}"

@@ -5,16 +5,21 @@ split, hostile files) fails with a message naming the file and the field."""
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from evaluation_builders import (
+    BUDGET,
     PREDICTIONS,
     REPORT,
+    VALID_SCORES,
     build_evaluation,
     load_predictions,
     load_report,
@@ -371,6 +376,69 @@ def test_decisions_that_do_not_follow_the_threshold_fail(ws: Path):
     pred["y_pred"] = 1 - pred["y_pred"]
     write_predictions(ws, pred)
     fails_with(ws, f"{PREDICTIONS}: y_pred: expected 1 where y_score >= threshold")
+
+
+# --- the threshold: chosen on the valid split, from the budget ---------------------------------
+
+
+def test_a_threshold_tuned_on_the_test_split_fails(ws: Path):
+    """The report is consistent with itself (y_pred, metrics, groups all follow the threshold),
+    but the threshold is the test scores' quantile: the test split chose it."""
+    build_evaluation(ws, choose_threshold=lambda valid, test: float(np.quantile(test, 0.72)))
+    [message] = messages(ws)
+    assert message.startswith(f"{REPORT}: threshold: expected the 1 - budget quantile of the valid")
+    assert f"y_score in {VALID_SCORES} at 0.7:" in message
+    assert "against a budget of 30%" in message and "never on test" in message
+
+
+def test_a_threshold_at_the_wrong_quantile_fails_and_says_how_many_it_flags(ws: Path):
+    build_evaluation(ws, choose_threshold=lambda valid, test: float(np.quantile(valid, BUDGET)))
+    [message] = messages(ws)
+    share = re.search(r"which flags (\d+\.\d)% of the valid learners", message)
+    assert share and 65 < float(share.group(1)) < 75, message
+
+
+@pytest.mark.parametrize("method", ["lower", "higher", "nearest", "midpoint"])
+def test_a_threshold_by_another_quantile_method_passes(ws: Path, method: str):
+    def chosen(valid: np.ndarray, test: np.ndarray) -> float:
+        return float(np.quantile(valid, 1 - BUDGET, method=method))
+
+    build_evaluation(ws, choose_threshold=chosen)
+    assert evaluated(ws).passed
+
+
+def test_a_threshold_from_a_top_k_cut_passes(ws: Path):
+    def top_k(valid: np.ndarray, test: np.ndarray) -> float:
+        return float(np.sort(valid)[::-1][math.ceil(BUDGET * len(valid)) - 1])
+
+    build_evaluation(ws, choose_threshold=top_k)
+    assert evaluated(ws).passed
+
+
+def test_missing_valid_scores_fail(ws: Path):
+    (ws / VALID_SCORES).unlink()
+    fails_with(ws, VALID_SCORES)
+
+
+def test_valid_scores_of_other_learners_fail(ws: Path):
+    scores = pd.read_csv(ws / VALID_SCORES)
+    scores.loc[0, "id_student"] = 1
+    scores.to_csv(ws / VALID_SCORES, index=False)
+    fails_with(ws, f"{VALID_SCORES}: id_student, code_presentation: expected the")
+
+
+def test_valid_scores_that_are_not_probabilities_fail(ws: Path):
+    scores = pd.read_csv(ws / VALID_SCORES)
+    scores.loc[0, "y_score"] = 1.5
+    scores.to_csv(ws / VALID_SCORES, index=False)
+    fails_with(ws, f"{VALID_SCORES}: y_score: expected a probability in [0, 1]")
+
+
+def test_valid_scores_with_other_labels_fail(ws: Path):
+    scores = pd.read_csv(ws / VALID_SCORES)
+    scores["y_true"] = 1 - scores["y_true"]
+    scores.to_csv(ws / VALID_SCORES, index=False)
+    fails_with(ws, f"{VALID_SCORES}: y_true: expected the valid split's at_risk")
 
 
 def test_a_missing_column_fails(ws: Path):

@@ -194,8 +194,41 @@ def test_tampered_psi_fails(ws: Path) -> None:
 
 
 def test_psi_within_tolerance_passes(ws: Path) -> None:
-    edit(ws, lambda r: r["features"]["gender"].update(psi=r["features"]["gender"]["psi"] + 0.009))
+    edit(ws, lambda r: r["features"]["gender"].update(psi=r["features"]["gender"]["psi"] + 5e-7))
     assert check(ws).passed
+
+
+def psi_without_the_missing_bin(reference: pd.Series, current: pd.Series) -> float:
+    """A plausible mistake: the course's PSI over the non-missing values only."""
+    return psi(reference.dropna(), current.dropna())
+
+
+def test_a_psi_without_the_missing_bin_fails(ws: Path) -> None:
+    """The report is consistent with itself (the alert carries the learner's largest PSI), but
+    every PSI leaves the missing values out; on features with missing values that is off by
+    less than 0.01 yet far more than the tolerance, the tolerance of exercise 09's hidden tests."""
+    manifest = json.loads((ws / "data" / "manifest.json").read_text())
+    train, production = (
+        pd.read_csv(ws / manifest["splits"][n]["path"]) for n in ("train", "production")
+    )
+
+    def wrong(report: dict) -> None:
+        for column, entry in report["features"].items():
+            entry["psi"] = psi_without_the_missing_bin(train[column], production[column])
+        alert(report, "feature_psi_max")["value"] = max(
+            e["psi"] for e in report["features"].values()
+        )
+
+    edit(ws, wrong)
+    result = check(ws)
+    assert not result.passed and "06-monitoring.ipynb" in result.hint
+    offenders = [m for m in result.messages if ".psi: expected" in m]
+    assert offenders and all("missing values in a bin of their own" in m for m in offenders)
+    for column in ("imd_band", "score_mean_60"):
+        expected = psi(train[column], production[column])
+        found = psi_without_the_missing_bin(train[column], production[column])
+        assert 1e-6 < abs(expected - found) < 0.01  # inside the old tolerance, outside the new
+        assert any(m.startswith(f"{REPORT}: features.{column}.psi: expected") for m in offenders)
 
 
 def test_missing_feature_fails(ws: Path) -> None:
@@ -237,6 +270,35 @@ def test_keep_despite_a_fired_alert_fails(ws: Path) -> None:
     edit(ws, lambda r: r.update(decision="keep"))
     text = messages(ws)
     assert "decision: expected retrain or rollback because alerts fired (feature_psi_max" in text
+
+
+def test_retrain_when_a_serving_alert_fired_fails(ws: Path) -> None:
+    def slow(report: dict) -> None:
+        alert(report, "latency_p95_ms").update(threshold=0.001, fired=True)
+        report["decision"] = "retrain"
+
+    edit(ws, slow)
+    (ws / "problem.yaml").write_text(
+        (ws / "problem.yaml").read_text().replace("latency_p95_ms: 200", "latency_p95_ms: 0.001")
+    )
+    result = check(ws)
+    assert "06-monitoring.ipynb" in result.hint
+    assert result.messages == [
+        f"{REPORT}: decision: expected 'rollback' because a serving alert fired "
+        "(latency_p95_ms): users are hurt now, so roll back first, then retrain; found 'retrain'"
+    ]
+
+
+def test_rollback_when_a_serving_alert_fired_passes(ws: Path) -> None:
+    def slow(report: dict) -> None:
+        alert(report, "latency_p95_ms").update(threshold=0.001, fired=True)
+        report["decision"] = "rollback"
+
+    edit(ws, slow)
+    (ws / "problem.yaml").write_text(
+        (ws / "problem.yaml").read_text().replace("latency_p95_ms: 200", "latency_p95_ms: 0.001")
+    )
+    assert check(ws).passed, check(ws).messages
 
 
 def test_keep_without_fired_alerts_passes(ws: Path) -> None:

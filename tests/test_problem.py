@@ -53,14 +53,31 @@ def test_the_metrics_are_the_schema_enum():
     )
 
 
-def test_other_metrics_need_no_budget(ws: Path):
+def test_another_metric_with_a_budget_passes(ws: Path):
+    def change(d: dict) -> None:
+        d["success"] |= {"metric": "roc_auc", "target": 0.8}
+        d["baseline"]["metric_value"] = 0.7
+
+    edit(ws, change)
+    assert run(ws).passed, run(ws).messages
+
+
+def test_roc_auc_without_a_budget_is_refused_at_stage_01(ws: Path):
+    """Stages 04, 06 and 07 need the budget whatever the metric (the threshold, recall at it)."""
+
     def change(d: dict) -> None:
         d["success"] |= {"metric": "roc_auc", "target": 0.8}
         del d["success"]["budget"]
         d["baseline"]["metric_value"] = 0.7
 
     edit(ws, change)
-    assert run(ws).passed, run(ws).messages
+    result = run(ws)
+    assert "01-problem-definition.ipynb" in result.hint
+    assert result.messages == [
+        "problem.yaml: success.budget: expected the share of learners you can act on (required "
+        "whatever the metric: stage 04 sets its threshold from it, stages 06 and 07 measure "
+        "recall at it), found it missing"
+    ]
 
 
 def test_a_comparison_in_a_definition_is_not_a_placeholder(ws: Path):
@@ -108,7 +125,8 @@ VIOLATIONS = {
     "budget missing": (
         _drop("success", "budget"),
         "problem.yaml: success.budget: expected the share of learners you can act on "
-        "(required for recall_at_budget), found it missing",
+        "(required whatever the metric: stage 04 sets its threshold from it, stages 06 and 07 "
+        "measure recall at it), found it missing",
     ),
     "budget everyone": (
         _set("success", "budget", 1.0),
