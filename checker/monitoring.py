@@ -5,19 +5,26 @@ manifest names, prediction drift and performance by presentation from `monitorin
 latency p95 and error rate from `serving/requests.jsonl`. Then it checks that each alert fired
 exactly when its value is over its threshold, and that the decision follows from the alerts.
 
-`psi` below is the course's definition; a learner's own PSI must agree with it within 1e-6, the
+`checker.metrics.psi` is the course's definition; a learner's own PSI must agree with it within 1e-6, the
 tolerance of exercise 09's hidden tests, so the same definition is graded the same way twice.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 
 from checker.contract import schema_problems
 from checker.errors import Invalid
 from checker.manifest import MANIFEST, file_bytes, load_split, parse_split
+from checker.metrics import (
+    ks_statistic,
+    percentile,
+    psi,
+    recall_at_budget_bounds,
+    roc_auc,
+)
 from checker.registry import Problems, check
 from checker.table import Column, Table
 from checker.workspace import Workspace
@@ -28,8 +35,6 @@ REQUESTS = "serving/requests.jsonl"
 PROBLEM = "problem.yaml"
 STAGE = "06-monitoring.ipynb (sections 'Data drift' to 'Write the report')"
 REFERENCE, CURRENT, VALID = "train", "production", "valid"
-EMPTY_SHARE = 1e-4  # the share an empty bin gets, so that ln(q/p) stays finite
-QUANTILES = tuple(i / 10 for i in range(1, 10))
 TOLERANCE = 0.01  # absolute, for AUC, recall at budget and the auc_drop alert
 # Absolute, for PSI, KS and prediction PSI (and their alerts): one definition computes the same
 # number to the last digits, and a PSI without its missing bin is off by far more than this.
@@ -40,156 +45,7 @@ SERVING_RULES = ("latency_p95_ms", "error_rate")
 REQUIRED_RULES = ("feature_psi_max", "prediction_psi", "auc_drop")
 
 
-# --- the course's figures -------------------------------------------------------------------
-
-
-def is_numeric(series) -> bool:  # noqa: ANN001 - a pandas Series
-    """Numeric for PSI and KS: pandas reads the column as numbers (booleans are categories)."""
-    return _column(series).numeric
-
-
-def _column(values) -> Column:  # noqa: ANN001
-    """A checker Column for a pandas Series or array-like (a Column stays as it is)."""
-    import pandas as pd
-
-    return values if isinstance(values, Column) else Column(pd.Series(values))
-
-
-def psi_counts(reference, current) -> tuple[list[str], list[int], list[int]]:  # noqa: ANN001
-    """The bins of the course's PSI, with the reference's and the current's count in each.
-
-    Numeric (both columns numeric): bin edges are the reference's deciles, `np.quantile` at
-    0.1, ..., 0.9 (linear interpolation) on its non-missing values, duplicates dropped; the bins
-    are (-inf, q1], (q1, q2], ..., (qk, inf), then one bin for missing values (NaN and +-inf).
-    Categorical (otherwise): one bin per category (as text) seen in either, then one for missing.
-    Takes pandas Series, array-likes or the checker's table columns (whose sorted values and
-    category counts are computed once per file).
-    """
-    import numpy as np
-
-    reference, current = _column(reference), _column(current)
-    if reference.numeric and current.numeric:
-        present = reference.finite
-        edges = np.unique(np.quantile(present, QUANTILES)) if present.size else np.array([])
-        labels = [f"<= {e:g}" for e in edges] + [f"> {edges[-1]:g}" if edges.size else "all"]
-
-        def count(column: Column) -> list[int]:
-            bins = np.searchsorted(edges, column.finite, side="left")
-            counts = np.bincount(bins, minlength=edges.size + 1).tolist()
-            return [*counts, len(column) - column.finite.size]
-
-        return [*labels, "missing"], count(reference), count(current)
-
-    ref_counts, cur_counts = reference.counts, current.counts
-    categories = sorted(set(ref_counts) | set(cur_counts))
-    return (
-        [*categories, "missing"],
-        [ref_counts.get(c, 0) for c in categories] + [reference.missing],
-        [cur_counts.get(c, 0) for c in categories] + [current.missing],
-    )
-
-
-def shares(counts: Sequence[int]):  # noqa: ANN201 - a numpy array
-    """Counts as proportions of all rows, with empty bins set to `EMPTY_SHARE`."""
-    import numpy as np
-
-    total = sum(counts)
-    if total == 0:
-        raise ValueError("PSI needs at least one row in each sample")
-    p = np.asarray(counts, dtype=float) / total
-    p[p == 0] = EMPTY_SHARE
-    return p
-
-
-def psi(reference, current) -> float:  # noqa: ANN001 - pandas Series or array-likes
-    """Population stability index of `current` against `reference`: sum((q - p) * ln(q / p))."""
-    import numpy as np
-
-    _, ref, cur = psi_counts(reference, current)
-    p, q = shares(ref), shares(cur)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def ks_stat(reference, current) -> float | None:  # noqa: ANN001
-    """The two-sample Kolmogorov-Smirnov statistic (the largest gap between the two empirical
-    CDFs, as `scipy.stats.ks_2samp` computes it) on the finite values of a numeric column;
-    None for a categorical column or when a side has no values. Plain numpy: importing
-    scipy.stats would cost a grade cell seconds."""
-    import numpy as np
-
-    reference, current = _column(reference), _column(current)
-    if not (reference.numeric and current.numeric):
-        return None
-    ref, cur = reference.finite, current.finite
-    if not ref.size or not cur.size:
-        return None
-    values = np.concatenate([ref, cur])
-    gap = (
-        np.searchsorted(ref, values, side="right") / ref.size
-        - np.searchsorted(cur, values, side="right") / cur.size
-    )
-    return float(np.abs(gap).max())
-
-
-def roc_auc(y_true, y_score) -> float:  # noqa: ANN001
-    """Area under the ROC curve (ties share their average rank, as in scikit-learn)."""
-    import numpy as np
-
-    y = np.asarray(y_true, dtype=int)
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    if not positives or not negatives:
-        raise ValueError("ROC AUC needs both classes")
-    from checker.evaluation import roc_auc as mann_whitney  # one definition for stages 04 and 06
-
-    return mann_whitney(y, np.asarray(y_score, dtype=float))
-
-
-def recall_at_budget(y_true, y_score, budget: float) -> float:  # noqa: ANN001
-    """Recall among the top ceil(budget * n) learners by score (stable sort, highest first)."""
-    import numpy as np
-
-    y = np.asarray(y_true, dtype=int)
-    if not y.sum():
-        raise ValueError("recall needs at least one positive")
-    k = math.ceil(budget * len(y))
-    top = np.argsort(-np.asarray(y_score, dtype=float), kind="stable")[:k]
-    return float(y[top].sum() / y.sum())
-
-
-def recall_at_budget_bounds(y_true, y_score, budget: float) -> tuple[float, float]:  # noqa: ANN001
-    """The values a fair recall at budget may take: from the floor(budget * n) top learners with
-    ties at the cut broken against the positives, to the ceil(budget * n) with ties broken for
-    them. Rounding the number of calls either way or sorting ties another way lands in between."""
-    import numpy as np
-
-    y = np.asarray(y_true, dtype=int)
-    s = np.asarray(y_score, dtype=float)
-    if not y.sum():
-        raise ValueError("recall needs at least one positive")
-
-    def positives_in_top(k: int, ties_for: bool) -> int:
-        if k <= 0:
-            return 0
-        cut = np.sort(s)[::-1][min(k, len(s)) - 1]
-        above, tied = s > cut, s == cut
-        taken = min(k, len(s)) - int(above.sum())
-        pos_tied = int(y[tied].sum())
-        neg_tied = int(tied.sum()) - pos_tied
-        extra = min(taken, pos_tied) if ties_for else max(0, taken - neg_tied)
-        return int(y[above].sum()) + extra
-
-    calls = budget * len(y)
-    low = positives_in_top(math.floor(calls), ties_for=False)
-    high = positives_in_top(math.ceil(calls), ties_for=True)
-    return low / y.sum(), high / y.sum()
-
-
-def p95(latencies: Iterable[float]) -> float:
-    """95th percentile of the latencies, `numpy.percentile` (linear interpolation)."""
-    import numpy as np
-
-    return float(np.percentile(np.asarray(list(latencies), dtype=float), 95))
+# --- the course's figures (the metrics are `checker.metrics`') ----------------------------------
 
 
 def is_error(record: dict) -> bool:
@@ -273,7 +129,7 @@ def _feature_problems(report: dict, manifest: dict, reference: Table, current: T
         expected = recomputed[column] = ref.versus(cur, psi)
         if _far(entry["psi"], expected, DRIFT_TOLERANCE):
             yield f"{field}.psi: expected {expected:.6f} (the course's PSI recomputed from the splits, missing values in a bin of their own, tolerance {DRIFT_TOLERANCE:g}), found {entry['psi']!r}"
-        stat = ref.versus(cur, ks_stat)
+        stat = ref.versus(cur, ks_statistic)
         if stat is None:
             if entry["ks_stat"] is not None or entry["ks_pvalue"] is not None:
                 yield f"{field}.ks_stat: expected null for a categorical column, found {entry['ks_stat']!r}"
@@ -419,7 +275,7 @@ def _serving_problems(ws: Workspace, report: dict) -> Problems:
     """Yield problems with the serving figures; return them recomputed from the request log."""
     records = read_requests(ws)
     recomputed = {
-        "latency_p95_ms": p95(r["latency_ms"] for r in records),
+        "latency_p95_ms": percentile((r["latency_ms"] for r in records), 95),
         "error_rate": error_rate(records),
     }
     for key, rule in (("p95_ms", "latency_p95_ms"), ("error_rate", "error_rate")):

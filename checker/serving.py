@@ -14,6 +14,7 @@ from collections import defaultdict
 
 from checker.contract import all_valid, schema_problems
 from checker.errors import Invalid
+from checker.metrics import percentile
 from checker.registry import Problems, check
 from checker.store import open_store
 from checker.workspace import Workspace, parse_json
@@ -54,15 +55,6 @@ def share_tolerance(share: float, tolerance: float, requests: int) -> float:
     3 standard errors of a share over `requests` requests when that is wider (a small replay is
     noisy even when every learner is routed right)."""
     return max(tolerance, 3 * math.sqrt(share * (1 - share) / requests))
-
-
-def percentile(values: list[float], q: float) -> float:
-    """`numpy.percentile(values, q)` with its default linear interpolation, without numpy."""
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def read_log(ws: Workspace) -> list[tuple[int, dict]]:

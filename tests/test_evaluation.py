@@ -553,63 +553,6 @@ def test_a_report_that_is_a_directory_fails(ws: Path):
 # --- the numpy metrics agree with scikit-learn and scipy ----------------------------------------
 
 
-def test_numpy_metrics_match_scikit_learn_and_scipy():
-    from scipy.stats import ks_2samp
-    from sklearn import metrics as skm
-    from sklearn.calibration import calibration_curve
-
-    rng = np.random.default_rng(0)
-    for trial in range(60):
-        n = int(rng.integers(10, 300))
-        y = rng.integers(0, 2, n)
-        y[:2] = [0, 1]
-        s = rng.random(n)
-        if trial % 2:
-            s = np.round(s, 1)  # heavy ties, and scores exactly on the calibration edges
-        assert evaluation.roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
-        assert evaluation.average_precision(y, s) == pytest.approx(
-            skm.average_precision_score(y, s), abs=1e-12
-        )
-        assert evaluation.brier(y, s) == pytest.approx(skm.brier_score_loss(y, s), abs=1e-12)
-        fraction, mean = calibration_curve(y, s, n_bins=10)
-        bins = evaluation.calibration_bins(y, s)
-        assert [b["fraction_positive"] for b in bins] == pytest.approx(list(fraction), abs=1e-12)
-        assert [b["mean_score"] for b in bins] == pytest.approx(list(mean), abs=1e-12)
-        p = (s >= 0.5).astype(int)
-        found = evaluation.label_metrics(evaluation.confusion(y, p))
-        assert found["f1"] == pytest.approx(skm.f1_score(y, p, zero_division=0), abs=1e-12)
-        assert found["precision"] == pytest.approx(
-            skm.precision_score(y, p, zero_division=0), abs=1e-12
-        )
-        a, b = rng.normal(size=n), np.round(rng.normal(0.3, size=n + 7), 1)
-        assert evaluation.ks_statistic(a, b) == pytest.approx(ks_2samp(a, b).statistic, abs=1e-12)
-
-
-def test_recall_at_budget_range_brackets_every_reasonable_definition():
-    from evaluation_builders import recall_at_budget
-
-    rng = np.random.default_rng(1)
-    for _ in range(200):
-        n = int(rng.integers(5, 200))
-        y = rng.integers(0, 2, n)
-        y[0] = 1
-        s = np.round(rng.random(n), int(rng.integers(1, 3)))
-        budget = float(rng.uniform(0.05, 0.95))
-        low, high = evaluation.recall_at_budget_range(y, s, budget)
-        assert low - 1e-12 <= recall_at_budget(y, s, budget) <= high + 1e-12
-        for k in {int(np.floor(budget * n)), int(np.ceil(budget * n))} - {0}:
-            top = np.argsort(-s, kind="stable")[:k]
-            assert low - 1e-12 <= y[top].sum() / y.sum() <= high + 1e-12
-
-
-def test_recall_at_k_breaks_ties_both_ways():
-    y = np.array([1, 0, 1, 0, 1, 0])
-    s = np.array([0.9, 0.5, 0.5, 0.5, 0.1, 0.2])
-    assert evaluation.recall_at_k(y, s, 1) == (1 / 3, 1 / 3)
-    assert evaluation.recall_at_k(y, s, 2) == (1 / 3, 2 / 3)  # one of three tied learners
-    assert evaluation.recall_at_k(y, s, 4) == (2 / 3, 2 / 3)  # all three tied learners
-
-
 # --- the real chain ---------------------------------------------------------------------------
 
 
