@@ -16,10 +16,9 @@ from pathlib import PurePosixPath
 
 from checker.contract import schema_problems
 from checker.errors import Invalid
-from checker.manifest import sha256_file
 from checker.registry import Problems, check
 from checker.store import STORE, open_store
-from checker.workspace import MAX_DATA_BYTES, Workspace
+from checker.workspace import MAX_DATA_BYTES, Workspace, sha256_file
 
 CHECKPOINTS = "checkpoints"
 STAGE = "03-training.ipynb (section 'Checkpoint every epoch')"

@@ -18,7 +18,7 @@ import numpy as np
 
 from checker.contract import schema_problems
 from checker.errors import Invalid
-from checker.manifest import load_split
+from checker.manifest import manifest_field, read_manifest, split_table
 from checker.metrics import (
     average_precision,
     brier,
@@ -31,6 +31,7 @@ from checker.metrics import (
     roc_auc,
     threshold_bounds,
 )
+from checker.problem import problem_fields
 from checker.registry import Problems, check
 from checker.store import open_store
 from checker.table import Column, Table, parse
@@ -105,12 +106,11 @@ def read_valid_scores(ws: Workspace) -> Table:
     )
 
 
-def _valid_split(ws: Workspace, manifest: dict, key: str, label: str) -> tuple[Table, str]:
-    valid = manifest["splits"].get("valid")
-    if not isinstance(valid, dict) or not isinstance(valid.get("path"), str):
-        raise Invalid(f"{MANIFEST}: splits.valid.path: expected the valid split's file, found none")
-    rel = valid["path"]
-    table = load_split(ws, rel, f"{MANIFEST}: splits.valid.path")
+def _labelled_split(
+    ws: Workspace, manifest: dict, name: str, key: str, label: str
+) -> tuple[Table, str]:
+    """A split with the key, presentation and label columns predictions are compared on."""
+    table, rel = split_table(ws, manifest, name)
     for column in (key, "code_presentation", label):
         if column not in table.frame.columns:
             raise Invalid(f"{rel}: columns: expected a column {column!r}, found none")
@@ -141,7 +141,7 @@ def _threshold_problems(
     ):
         yield f"{VALID_SCORES}: id_student, code_presentation: expected a learner and a presentation on every row, found blanks"
         return
-    valid, rel = _valid_split(ws, manifest, key, label)
+    valid, rel = _labelled_split(ws, manifest, "valid", key, label)
     if _tally(scores, "id_student") != _tally(valid, key):
         yield f"{VALID_SCORES}: id_student, code_presentation: expected the {len(valid)} rows of the valid split ({rel}), found {len(frame)} rows that are not its rows"
         return
@@ -217,19 +217,10 @@ def _labels(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
 
 
 def _test_split(ws: Workspace) -> tuple[dict, Table, str, str]:
-    manifest = ws.read_json(MANIFEST)
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
-        raise Invalid(f"{MANIFEST}: splits: expected an object naming the split files, found none")
-    test = manifest["splits"].get("test")
-    if not isinstance(test, dict) or not isinstance(test.get("path"), str):
-        raise Invalid(f"{MANIFEST}: splits.test.path: expected the test split's file, found none")
-    rel = test["path"]
-    table = load_split(ws, rel, f"{MANIFEST}: splits.test.path")
-    key = manifest.get("key") if isinstance(manifest.get("key"), str) else "id_student"
-    label = manifest.get("label") if isinstance(manifest.get("label"), str) else "at_risk"
-    for column in (key, "code_presentation", label):
-        if column not in table.frame.columns:
-            raise Invalid(f"{rel}: columns: expected a column {column!r}, found none")
+    manifest = read_manifest(ws)
+    key = manifest_field(manifest, "key", "id_student")
+    label = manifest_field(manifest, "label", "at_risk")
+    table, _ = _labelled_split(ws, manifest, "test", key, label)
     return manifest, table, key, label
 
 
@@ -410,8 +401,7 @@ def _drift_problems(ws: Workspace, report: dict, manifest: dict, tables: dict) -
             return
     for name in names:
         if name not in tables:
-            rel = splits[name].get("path") if isinstance(splits[name], dict) else None
-            tables[name] = load_split(ws, str(rel), f"{MANIFEST}: splits.{name}.path")
+            tables[name], _ = split_table(ws, manifest, name)
     reference = tables[drift["reference"]]
     for name, entry in drift["splits"].items():
         current = tables[name]
@@ -434,27 +424,6 @@ def _drift_problems(ws: Workspace, report: dict, manifest: dict, tables: dict) -
                 f"{REPORT}: drift.splits.{name}.drifted: expected the features with ks_pvalue "
                 f"below alpha {drift['alpha']} {drifted}, found {sorted(entry['drifted'])}"
             )
-
-
-def _problem_fields(ws: Workspace) -> dict:
-    """The fields of problem.yaml this check compares with; empty when there is no usable file
-    (problem_defined reports what is wrong with it)."""
-    if not ws.exists(PROBLEM):
-        return {}
-    try:
-        problem = ws.read_yaml(PROBLEM)
-    except Invalid:
-        return {}
-    success = problem.get("success") if isinstance(problem, dict) else None
-    constraints = problem.get("constraints") if isinstance(problem, dict) else None
-    fields = {}
-    if isinstance(success, dict):
-        for name in ("metric", "target", "budget"):
-            if name in success:
-                fields[name] = success[name]
-    if isinstance(constraints, dict) and "max_fairness_gap" in constraints:
-        fields["max_fairness_gap"] = constraints["max_fairness_gap"]
-    return fields
 
 
 def _number(value: object) -> bool:
@@ -532,9 +501,8 @@ def evaluated(ws: Workspace) -> Problems:
     yield from _threshold_problems(ws, report, manifest, key, label)
     yield from _metric_problems(report, y, s, p)
     yield from _calibration_problems(report, y, s)
-    problem = _problem_fields(ws)
+    problem = problem_fields(ws)
     limit = problem.get("max_fairness_gap")
-    limit = limit if _number(limit) else None
     yield from _group_problems(report, pred, y, p, limit)
     yield from _robustness_problems(report)
     yield from _success_problems(report, problem)

@@ -26,7 +26,7 @@ from checker.errors import CheckerError, Invalid
 from checker.lifecycle_map import placeholder_reason
 from checker.manifest import data_version, file_bytes, load_split, shared_keys
 from checker.registry import Problems, check
-from checker.store import STORE, _finite, open_store
+from checker.store import STORE, finite_metric, open_store
 from checker.workspace import Workspace
 
 LAB = Path("datasets") / "labs" / "typical-lab.ipynb"
@@ -152,7 +152,7 @@ def _tracking_problems(ws: Workspace) -> Problems:
                 f"one metric, found {len(params)} run(s) with params and {len(measured)} with metrics"
             )
         for run, name, value, is_nan in metrics:
-            if not _finite(value, is_nan):
+            if not finite_metric(value, is_nan):
                 yield f"{STORE}: experiment {EXPERIMENT}: run {run[:8]}: metric {name}: expected finite values, found NaN or infinity"
                 break
 

@@ -28,14 +28,6 @@ STAGE = "02-data-preparation.ipynb (section 'Version the data')"
 TOLERANCE = 1e-6
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def data_version(split_hashes: dict[str, str]) -> str:
     """The contract's version: sha256 of one `"<split>:<sha256>\\n"` line per split, sorted."""
     text = "".join(f"{name}:{split_hashes[name]}\n" for name in sorted(split_hashes))
@@ -140,6 +132,42 @@ def load_split(ws: Workspace, rel: str, what: str) -> Table:
         return parse_split(raw, rel, digest)
 
     return ws.memo(("split", rel), read)
+
+
+def read_manifest(ws: Workspace) -> dict:
+    """data/manifest.json for the checks of later stages: an object with a `splits` object, else
+    `Invalid` (`data_versioned` grades the rest). Parsed once per grading."""
+    manifest = ws.read_json(MANIFEST)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
+        raise Invalid(f"{MANIFEST}: splits: expected an object naming the split files, found none")
+    return manifest
+
+
+def manifest_field(manifest: dict, name: str, default: str) -> str:
+    """A text field of the manifest (`key`, `label`), or `default` when it is not text."""
+    value = manifest.get(name)
+    return value if isinstance(value, str) else default
+
+
+def split_table(ws: Workspace, manifest: dict, name: str) -> tuple[Table, str]:
+    """The table of the split `name` the manifest names, and its path; `Invalid` naming the
+    manifest's field when the split is not there, or naming the file when it cannot be read."""
+    split = manifest["splits"].get(name)
+    if not isinstance(split, dict) or not isinstance(split.get("path"), str):
+        raise Invalid(
+            f"{MANIFEST}: splits.{name}.path: expected the {name} split's file, found none"
+        )
+    rel = split["path"]
+    return load_split(ws, rel, f"{MANIFEST}: splits.{name}.path"), rel
+
+
+def manifest_version(ws: Workspace) -> str | None:
+    """The manifest's `version`, or None when the manifest cannot say (data_versioned says why)."""
+    try:
+        version = read_manifest(ws).get("version")
+    except Invalid:
+        return None
+    return version if isinstance(version, str) else None
 
 
 def _close(a: float, b: float) -> bool:

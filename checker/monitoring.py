@@ -11,13 +11,12 @@ tolerance of exercise 09's hidden tests, so the same definition is graded the sa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import cached_property
 
 from checker.contract import schema_problems
 from checker.errors import Invalid
-from checker.manifest import MANIFEST, file_bytes, load_split, parse_split
+from checker.manifest import MANIFEST, file_bytes, parse_split, read_manifest, split_table
 from checker.metrics import (
     ks_statistic,
     percentile,
@@ -25,6 +24,7 @@ from checker.metrics import (
     recall_at_budget_bounds,
     roc_auc,
 )
+from checker.problem import problem_fields
 from checker.registry import Problems, check
 from checker.table import Column, Table
 from checker.workspace import Workspace
@@ -73,16 +73,12 @@ def read_requests(ws: Workspace) -> list[dict]:
 
 
 def _split(ws: Workspace, manifest: dict, name: str) -> Table:
-    split = manifest["splits"].get(name)
-    if not isinstance(split, dict) or not isinstance(split.get("path"), str):
-        raise Invalid(f"{MANIFEST}: splits.{name}.path: expected the {name} split, found none")
-    return load_split(ws, split["path"], f"{MANIFEST}: splits.{name}.path")
+    return split_table(ws, manifest, name)[0]
 
 
 def _manifest(ws: Workspace) -> dict:
-    manifest = ws.read_json(MANIFEST)
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
-        raise Invalid(f"{MANIFEST}: splits: expected the splits object, found none")
+    """The manifest, with the features and the label monitoring needs."""
+    manifest = read_manifest(ws)
     features = manifest.get("features")
     if not (isinstance(features, list) and features and all(isinstance(f, str) for f in features)):
         raise Invalid(
@@ -92,19 +88,6 @@ def _manifest(ws: Workspace) -> dict:
     if not isinstance(label, str):
         raise Invalid(f"{MANIFEST}: label: expected the label column, found {label!r}")
     return manifest
-
-
-def _problem_number(ws: Workspace, section: str, key: str) -> float | None:
-    """A number from problem.yaml, or None when the file or the field is not usable."""
-    try:
-        problem = ws.read_yaml(PROBLEM)
-    except Invalid:
-        return None
-    part = problem.get(section) if isinstance(problem, dict) else None
-    value = part.get(key) if isinstance(part, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _far(claimed: float, recomputed: float, tolerance: float = TOLERANCE) -> bool:
@@ -261,7 +244,7 @@ def _prediction_problems(ws: Workspace, report: dict, by_split: dict[str, _Score
     )
     if _far(report["prediction_psi"], expected, DRIFT_TOLERANCE):
         yield f"{REPORT}: prediction_psi: expected {expected:.6f} (PSI of the train vs production y_score in {SCORES}), found {report['prediction_psi']!r}"
-    yield from _decay_problems(report, by_split[CURRENT], _problem_number(ws, "success", "budget"))
+    yield from _decay_problems(report, by_split[CURRENT], problem_fields(ws).get("budget"))
     try:
         aucs = [roc_auc(y, s) for y, s in by_split[CURRENT].by_presentation.values()]
         valid = by_split[VALID]
@@ -305,7 +288,7 @@ def _alert_problems(ws: Workspace, report: dict, recomputed: dict[str, float]) -
         yield f"{REPORT}: alerts: expected the rules {', '.join(required)}, found no {', '.join(absent)}"
     for rule in sorted({r for r in rules if rules.count(r) > 1}):
         yield f"{REPORT}: alerts: expected each rule once, found {rule!r} {rules.count(rule)} times"
-    budget = _problem_number(ws, "constraints", "latency_p95_ms")
+    budget = problem_fields(ws).get("latency_p95_ms")
     for i, alert in enumerate(alerts):
         rule, value, threshold = alert["rule"], alert["value"], alert["threshold"]
         field = f"{REPORT}: alerts[{i}] ({rule})"

@@ -115,14 +115,36 @@ def problem_messages(document: Any) -> Problems:
         )
 
 
-def read_problem(ws: Workspace) -> dict:
-    """The workspace's problem.yaml, for checks of later stages (the latency budget, the fairness
-    gap, the success metric). Raises `Invalid` with the first problem when it breaks the contract.
-    """
-    document = ws.read_yaml(PROBLEM)
-    for message in problem_messages(document):
-        raise Invalid(message)
-    return document
+FIELDS = {
+    "success": ("metric", "target", "budget"),
+    "constraints": ("latency_p95_ms", "max_fairness_gap"),
+}
+
+
+def problem_fields(ws: Workspace) -> dict[str, Any]:
+    """The fields of problem.yaml the checks of later stages compare with: `metric` (a name),
+    `target`, `budget`, `latency_p95_ms` and `max_fairness_gap` (finite numbers), each present
+    only when the file is readable and the field usable. Empty without a usable file: those checks
+    grade their own artifacts and `problem_defined` says what is wrong with it. Read once per
+    grading; the one reader of problem.yaml besides `problem_defined`."""
+
+    def read() -> dict[str, Any]:
+        if not ws.exists(PROBLEM):
+            return {}
+        try:
+            document = ws.read_yaml(PROBLEM)
+        except Invalid:
+            return {}
+        fields: dict[str, Any] = {}
+        for section, names in FIELDS.items():
+            part = document.get(section) if isinstance(document, dict) else None
+            for name in names if isinstance(part, dict) else ():
+                value = part.get(name)
+                if isinstance(value, str) if name == "metric" else _number(value):
+                    fields[name] = value
+        return fields
+
+    return ws.memo(("problem fields",), read)
 
 
 @check("problem_defined", stage=STAGE)

@@ -12,8 +12,7 @@ from stage_builders_01 import VALID_PROBLEM, write_problem
 
 import checker
 from checker.contract import schema
-from checker.errors import Invalid
-from checker.problem import METRICS, read_problem
+from checker.problem import METRICS, problem_fields
 from checker.workspace import Workspace
 
 
@@ -297,8 +296,21 @@ def test_the_check_never_writes(ws: Path):
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in ws.rglob("*")} == before
 
 
-def test_read_problem_returns_the_document_or_raises(ws: Path):
-    assert read_problem(Workspace(ws))["constraints"]["latency_p95_ms"] == 200
-    edit(ws, _set("success", "target", 3))
-    with pytest.raises(Invalid, match="success.target"):
-        read_problem(Workspace(ws))
+def test_problem_fields_are_what_later_stages_compare_with(ws: Path):
+    fields = problem_fields(Workspace(ws))
+    assert set(fields) == {"metric", "target", "budget", "latency_p95_ms", "max_fairness_gap"}
+    assert fields["metric"] == "recall_at_budget" and fields["latency_p95_ms"] == 200
+
+
+def test_problem_fields_leave_out_what_is_not_usable(ws: Path):
+    def unusable(d: dict) -> None:
+        d["constraints"]["latency_p95_ms"] = float("inf")
+        d["success"]["budget"] = True
+
+    edit(ws, unusable)
+    fields = problem_fields(Workspace(ws))
+    assert "latency_p95_ms" not in fields and "budget" not in fields and "target" in fields
+    (ws / "problem.yaml").write_text("[1, 2", encoding="utf-8")
+    assert problem_fields(Workspace(ws)) == {}
+    (ws / "problem.yaml").unlink()
+    assert problem_fields(Workspace(ws)) == {}
