@@ -16,7 +16,7 @@ from collections import Counter
 
 import numpy as np
 
-from checker.contract import schema_problems
+from checker.contract import valid_json
 from checker.errors import Invalid
 from checker.manifest import manifest_field, read_manifest, split_table
 from checker.metrics import (
@@ -469,10 +469,8 @@ def _model_problems(ws: Workspace, report: dict) -> Problems:
 @check("evaluated", stage=STAGE)
 def evaluated(ws: Workspace) -> Problems:
     """The report's every number recomputes from the predictions, which are the test split."""
-    report = ws.read_json(REPORT)
-    problems = schema_problems("evaluation_report", report, REPORT)
-    if problems:
-        yield from problems
+    report = yield from valid_json(ws, REPORT, "evaluation_report")
+    if report is None:
         return
     pred = read_predictions(ws)
     attributes = list(report["groups"])

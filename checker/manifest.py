@@ -12,10 +12,11 @@ import hashlib
 import io
 import math
 import zlib
+from collections.abc import Iterable
 from itertools import combinations
 from pathlib import Path
 
-from checker.contract import schema_problems
+from checker.contract import valid_json
 from checker.errors import Invalid
 from checker.registry import Problems, check
 from checker.table import Column, Table, parse
@@ -227,13 +228,26 @@ def shared_keys(a: Column, b: Column):  # noqa: ANN201 - a numpy array
     return np.intersect1d(left, right)
 
 
+def leak_problems(
+    where: str, keys: dict[str, Column], names: Iterable[str], key: str, verdict: str
+) -> Problems:
+    """A message for each pair of the splits `names` whose `key` columns share a value."""
+    for a, b in combinations(names, 2):
+        if a in keys and b in keys:
+            shared = keys[a].versus(keys[b], shared_keys)
+            if len(shared):
+                sample = ", ".join(str(k) for k in shared[:3])
+                yield (
+                    f"{where}: splits.{a} and splits.{b}: expected no {key} in both, "
+                    f"found {len(shared)} shared (for example {sample}): {verdict}"
+                )
+
+
 @check("data_versioned", stage=STAGE)
 def data_versioned(ws: Workspace) -> Problems:
     """The manifest is valid, its splits are the files it names, and the split is leak-free."""
-    manifest = ws.read_json(MANIFEST)
-    problems = schema_problems("manifest", manifest, MANIFEST)
-    if problems:
-        yield from problems
+    manifest = yield from valid_json(ws, MANIFEST, "manifest")
+    if manifest is None:
         return
     key = manifest["key"]
     hashes: dict[str, str] = {}
@@ -291,12 +305,4 @@ def data_versioned(ws: Workspace) -> Problems:
                 f"{MANIFEST}: version: expected {expected} (sha256 of the sorted "
                 f"'<split>:<sha256>' lines), found {manifest['version']}"
             )
-    for a, b in combinations(REQUIRED_SPLITS, 2):
-        if a in keys and b in keys:
-            shared = keys[a].versus(keys[b], shared_keys)
-            if len(shared):
-                sample = ", ".join(str(k) for k in shared[:3])
-                yield (
-                    f"{MANIFEST}: splits.{a} and splits.{b}: expected no {key} in both, "
-                    f"found {len(shared)} shared (for example {sample}): the split leaks learners"
-                )
+    yield from leak_problems(MANIFEST, keys, REQUIRED_SPLITS, key, "the split leaks learners")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 
-from checker.contract import schema_problems
+from checker.contract import valid_json
 from checker.errors import Invalid
 from checker.manifest import MANIFEST, file_bytes, parse_split, read_manifest, split_table
 from checker.metrics import (
@@ -212,10 +212,8 @@ def _decay_problems(report: dict, production: _Scores, budget: float | None) -> 
 def monitored(ws: Workspace) -> Problems:
     """The report's drift, decay and serving figures recompute from the files; each alert fired
     exactly when its value is over its threshold; the decision follows from the alerts."""
-    report = ws.read_json(REPORT)
-    problems = schema_problems("monitoring_report", report, REPORT)
-    if problems:
-        yield from problems
+    report = yield from valid_json(ws, REPORT, "monitoring_report")
+    if report is None:
         return
     manifest = _manifest(ws)
     reference, current = _split(ws, manifest, REFERENCE), _split(ws, manifest, CURRENT)

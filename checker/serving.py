@@ -12,7 +12,7 @@ import hashlib
 import math
 from collections import defaultdict
 
-from checker.contract import all_valid, schema_problems
+from checker.contract import all_valid, schema_problems, valid_json
 from checker.errors import Invalid
 from checker.metrics import percentile
 from checker.problem import problem_fields
@@ -268,10 +268,8 @@ def _routing_problems(records: list[tuple[int, dict]], share: float) -> Problems
 
 def _summary_problems(ws: Workspace, records: list[tuple[int, dict]], config: dict) -> Problems:
     """The notebook's summary agrees with the log it summarises."""
-    summary = ws.read_json(SUMMARY)
-    problems = schema_problems("serving_summary", summary, SUMMARY)
-    if problems:
-        yield from problems
+    summary = yield from valid_json(ws, SUMMARY, "serving_summary")
+    if summary is None:
         return
     latencies = [float(r["latency_ms"]) for _, r in records]
     recomputed = {
