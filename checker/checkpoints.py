@@ -14,12 +14,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from checker.contract import schema_problems
+from checker.contract import valid_json
 from checker.errors import Invalid
-from checker.manifest import sha256_file
 from checker.registry import Problems, check
 from checker.store import STORE, open_store
-from checker.workspace import MAX_DATA_BYTES, Workspace
+from checker.workspace import MAX_DATA_BYTES, Workspace, sha256_file
 
 CHECKPOINTS = "checkpoints"
 STAGE = "03-training.ipynb (section 'Checkpoint every epoch')"
@@ -116,10 +115,8 @@ def _check_index(
     if not ws.exists(rel):
         yield f"{rel}: expected the index of the run's checkpoints, found no such file"
         return None
-    document = ws.read_json(rel)
-    problems = schema_problems("checkpoint_index", document, rel)
-    if problems:
-        yield from problems
+    document = yield from valid_json(ws, rel, "checkpoint_index")
+    if document is None:
         return None
     run_id = document["run_id"]
     if run_id != folder:

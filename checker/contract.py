@@ -6,9 +6,13 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from collections.abc import Generator
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from checker.workspace import Workspace
 
 MAX_SCHEMA_MESSAGES = 8
 
@@ -142,3 +146,12 @@ def _expected(error) -> str:  # noqa: ANN001
     if v in {"minimum", "maximum"}:
         return f"{'at least' if v == 'minimum' else 'at most'} {value}"
     return error.message
+
+
+def valid_json(ws: Workspace, rel: str, name: str) -> Generator[str, None, Any]:
+    """Read `rel` as strict JSON and yield every way it breaks schema `name`; return the document
+    when it matches, None when it does not (`document = yield from valid_json(...)`)."""
+    document = ws.read_json(rel)
+    problems = schema_problems(name, document, rel)
+    yield from problems
+    return None if problems else document

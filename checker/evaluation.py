@@ -4,9 +4,9 @@ check.
 The check trusts no number in `evaluation/report.json`. It reads `evaluation/predictions.csv`,
 makes sure its rows are the test split's rows with the test split's labels and groups, and
 recomputes from them every metric, the confusion matrix, the calibration bins, recall at the
-budget, the per-group metrics and their gaps; it recomputes the KS statistics of the drift section
-from the split files. The metrics are written here with numpy (importing `sklearn.metrics` would
-cost a second per workspace in batch grading); tests/test_evaluation.py holds them to scikit-learn.
+budget, the per-group metrics and their gaps (the definitions are `checker.metrics`'); it checks
+the threshold against the validation scores and recomputes the KS statistics of the drift section
+from the split files.
 """
 
 from __future__ import annotations
@@ -16,15 +16,30 @@ from collections import Counter
 
 import numpy as np
 
-from checker.contract import schema_problems
+from checker.contract import valid_json
 from checker.errors import Invalid
-from checker.manifest import load_split
+from checker.manifest import manifest_field, read_manifest, split_table
+from checker.metrics import (
+    average_precision,
+    brier,
+    calibration_bins,
+    confusion,
+    flagged_share,
+    ks_statistic,
+    label_metrics,
+    recall_at_budget_bounds,
+    roc_auc,
+    threshold_bounds,
+)
+from checker.problem import problem_fields
 from checker.registry import Problems, check
 from checker.store import open_store
 from checker.table import Column, Table, parse
 from checker.workspace import Workspace
 
 PREDICTIONS = "evaluation/predictions.csv"
+VALID_SCORES = "evaluation/valid_scores.csv"
+VALID_SCORE_COLUMNS = ("id_student", "code_presentation", "y_true", "y_score")
 REPORT = "evaluation/report.json"
 PROBLEM = "problem.yaml"
 MANIFEST = "data/manifest.json"
@@ -35,130 +50,11 @@ MAX_PREDICTIONS_BYTES = 50_000_000
 GROUP_ATTRIBUTES = ("gender", "disability", "imd_band", "age_band")
 PREDICTION_COLUMNS = ("id_student", "code_presentation", "y_true", "y_score", "y_pred")
 MISSING_GROUP = "missing"  # the group name of a learner whose attribute is not recorded
-CALIBRATION_BINS = 10
 MAX_EXAMPLES = 3
 
 
-# --- Metrics, numpy only; each matches scikit-learn (tests/test_evaluation.py holds them to it).
-
-
-def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """Area under the ROC curve: the Mann-Whitney statistic with average ranks for ties."""
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    upper = np.cumsum(counts)
-    average_rank = upper - (counts - 1) / 2.0
-    ranks = average_rank[inverse]
-    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def _ranked(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative true and false positives at each distinct score, highest score first."""
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s) - 1]
-    tps = np.cumsum(y_sorted)[last]
-    fps = (last + 1) - tps
-    return s_sorted[last], tps, fps
-
-
-def average_precision(y: np.ndarray, s: np.ndarray) -> float:
-    """PR-AUC as average precision: the sum over thresholds of precision x gain in recall."""
-    _, tps, fps = _ranked(y, s)
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
-def brier(y: np.ndarray, s: np.ndarray) -> float:
-    return float(np.mean((s - y) ** 2))
-
-
-def confusion(y: np.ndarray, p: np.ndarray) -> dict[str, int]:
-    return {
-        "tn": int(np.sum((y == 0) & (p == 0))),
-        "fp": int(np.sum((y == 0) & (p == 1))),
-        "fn": int(np.sum((y == 1) & (p == 0))),
-        "tp": int(np.sum((y == 1) & (p == 1))),
-    }
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b else 0.0  # scikit-learn's zero_division=0
-
-
-def label_metrics(cm: dict[str, int]) -> dict[str, float]:
-    """accuracy, precision, recall, f1 and selection_rate of hard predictions (0 when undefined)."""
-    tn, fp, fn, tp = cm["tn"], cm["fp"], cm["fn"], cm["tp"]
-    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    return {
-        "accuracy": _ratio(tp + tn, tn + fp + fn + tp),
-        "precision": precision,
-        "recall": recall,
-        "f1": _ratio(2 * precision * recall, precision + recall),
-        "selection_rate": _ratio(tp + fp, tn + fp + fn + tp),
-    }
-
-
-def recall_at_k(y: np.ndarray, s: np.ndarray, k: int) -> tuple[float, float]:
-    """Recall among the k highest scores, as (lowest, highest) over the ways to break ties at the
-    cut; the two are equal when no tie straddles the k-th score."""
-    positives = y.sum()
-    k = max(1, min(len(s), k))
-    cut = np.sort(s)[::-1][k - 1]
-    above, tied = s > cut, s == cut
-    taken = k - int(above.sum())
-    pos_above, pos_tied = int(y[above].sum()), int(y[tied].sum())
-    neg_tied = int(tied.sum()) - pos_tied
-    low = pos_above + max(0, taken - neg_tied)
-    high = pos_above + min(taken, pos_tied)
-    return low / positives, high / positives
-
-
-def recall_at_budget_range(y: np.ndarray, s: np.ndarray, budget: float) -> tuple[float, float]:
-    """The values recall at budget may take: tutors call `budget x rows` learners, a count that is
-    rarely whole. Rounding it down or up, counting a fractional call (stage 01's function) or
-    breaking ties at the cut either way all land between the recall of the floor(budget x rows)
-    top learners with ties broken against, and of the ceil(budget x rows) with ties broken for."""
-    calls = budget * len(y)
-    low, _ = recall_at_k(y, s, math.floor(calls))
-    _, high = recall_at_k(y, s, math.ceil(calls))
-    return float(low), float(high)
-
-
-def calibration_bins(y: np.ndarray, s: np.ndarray, bins: int = CALIBRATION_BINS) -> list[dict]:
-    """Equal-width bins on [0, 1] (each (lower, upper], the first one closed), non-empty ones only,
-    as `sklearn.calibration.calibration_curve(strategy="uniform")` bins them."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.searchsorted(edges[1:-1], s, side="left")
-    out = []
-    for i in range(bins):
-        mask = index == i
-        if mask.any():
-            out.append(
-                {
-                    "lower": float(edges[i]),
-                    "upper": float(edges[i + 1]),
-                    "count": int(mask.sum()),
-                    "mean_score": float(s[mask].mean()),
-                    "fraction_positive": float(y[mask].mean()),
-                }
-            )
-    return out
-
-
-def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
-    """The two-sample Kolmogorov-Smirnov statistic (scipy.stats.ks_2samp's `statistic`)."""
-    a, b = np.sort(a), np.sort(b)
-    both = np.concatenate([a, b])
-    cdf_a = np.searchsorted(a, both, side="right") / len(a)
-    cdf_b = np.searchsorted(b, both, side="right") / len(b)
-    return float(np.max(np.abs(cdf_a - cdf_b)))
-
-
-def _ks(a: Column, b: Column) -> float:
-    return ks_statistic(a.present, b.present)
+def _ks(a: Column, b: Column) -> float | None:
+    return ks_statistic(a, b)
 
 
 def group_labels(values) -> np.ndarray:  # noqa: ANN001 - a pandas Series
@@ -201,6 +97,69 @@ def read_predictions(ws: Workspace) -> Table:
     path = ws.resolve(PREDICTIONS, what=PREDICTIONS, max_bytes=MAX_PREDICTIONS_BYTES)
     text = {"code_presentation": str} | dict.fromkeys(GROUP_ATTRIBUTES, str)
     return parse(path.read_bytes(), PREDICTIONS, how="predictions", dtype=text)
+
+
+def read_valid_scores(ws: Workspace) -> Table:
+    path = ws.resolve(VALID_SCORES, what=VALID_SCORES, max_bytes=MAX_PREDICTIONS_BYTES)
+    return parse(
+        path.read_bytes(), VALID_SCORES, how="valid scores", dtype={"code_presentation": str}
+    )
+
+
+def _labelled_split(
+    ws: Workspace, manifest: dict, name: str, key: str, label: str
+) -> tuple[Table, str]:
+    """A split with the key, presentation and label columns predictions are compared on."""
+    table, rel = split_table(ws, manifest, name)
+    for column in (key, "code_presentation", label):
+        if column not in table.frame.columns:
+            raise Invalid(f"{rel}: columns: expected a column {column!r}, found none")
+    return table, rel
+
+
+def _threshold_problems(
+    ws: Workspace, report: dict, manifest: dict, key: str, label: str
+) -> Problems:
+    """The threshold was chosen on the valid split by the budget: it is the `1 - budget` quantile
+    of the valid scores stage 04 saved (`threshold_bounds`)."""
+    import pandas as pd
+
+    scores = read_valid_scores(ws)
+    frame = scores.frame
+    missing = [c for c in VALID_SCORE_COLUMNS if c not in frame.columns]
+    if missing:
+        yield f"{VALID_SCORES}: columns: expected {', '.join(VALID_SCORE_COLUMNS)}, found no {', '.join(missing)}"
+        return
+    s = pd.to_numeric(frame["y_score"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(s) | (s < 0) | (s > 1)
+    if len(s) == 0 or bad.any():
+        yield f"{VALID_SCORES}: y_score: expected a probability in [0, 1] on every row of the valid split, found {int(bad.sum())} missing, non-numeric or out-of-range values in {len(s)} rows"
+        return
+    if (
+        frame["code_presentation"].isna().any()
+        or pd.to_numeric(frame["id_student"], errors="coerce").isna().any()
+    ):
+        yield f"{VALID_SCORES}: id_student, code_presentation: expected a learner and a presentation on every row, found blanks"
+        return
+    valid, rel = _labelled_split(ws, manifest, "valid", key, label)
+    if _tally(scores, "id_student") != _tally(valid, key):
+        yield f"{VALID_SCORES}: id_student, code_presentation: expected the {len(valid)} rows of the valid split ({rel}), found {len(frame)} rows that are not its rows"
+        return
+    if pd.to_numeric(frame["y_true"], errors="coerce").isna().any() or _tally(
+        scores, "id_student", "y_true"
+    ) != _tally(valid, key, label):
+        yield f"{VALID_SCORES}: y_true: expected the valid split's {label} on every row, found other labels"
+        return
+    budget, threshold = report["budget"], report["threshold"]
+    expected, low, high = threshold_bounds(s, budget)
+    if not low - TOLERANCE <= threshold <= high + TOLERANCE:
+        yield (
+            f"{REPORT}: threshold: expected the 1 - budget quantile of the valid scores "
+            f"(np.quantile of y_score in {VALID_SCORES} at {1 - budget:g}: {expected:.6f}, "
+            f"anything from {low:.6f} to {high:.6f}), found {threshold!r}, which flags "
+            f"{flagged_share(s, threshold):.1%} of the valid learners against a budget of "
+            f"{budget:.0%}: choose the threshold on the valid split, from the budget, never on test"
+        )
 
 
 def _column_problems(pred: Table, attributes: list[str]) -> list[str]:
@@ -258,19 +217,10 @@ def _labels(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
 
 
 def _test_split(ws: Workspace) -> tuple[dict, Table, str, str]:
-    manifest = ws.read_json(MANIFEST)
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
-        raise Invalid(f"{MANIFEST}: splits: expected an object naming the split files, found none")
-    test = manifest["splits"].get("test")
-    if not isinstance(test, dict) or not isinstance(test.get("path"), str):
-        raise Invalid(f"{MANIFEST}: splits.test.path: expected the test split's file, found none")
-    rel = test["path"]
-    table = load_split(ws, rel, f"{MANIFEST}: splits.test.path")
-    key = manifest.get("key") if isinstance(manifest.get("key"), str) else "id_student"
-    label = manifest.get("label") if isinstance(manifest.get("label"), str) else "at_risk"
-    for column in (key, "code_presentation", label):
-        if column not in table.frame.columns:
-            raise Invalid(f"{rel}: columns: expected a column {column!r}, found none")
+    manifest = read_manifest(ws)
+    key = manifest_field(manifest, "key", "id_student")
+    label = manifest_field(manifest, "label", "at_risk")
+    table, _ = _labelled_split(ws, manifest, "test", key, label)
     return manifest, table, key, label
 
 
@@ -370,7 +320,7 @@ def _metric_problems(report: dict, y: np.ndarray, s: np.ndarray, p: np.ndarray) 
     if y.sum() == 0:
         return
     found = report["metrics"]["recall_at_budget"]
-    low, high = recall_at_budget_range(y, s, report["budget"])
+    low, high = recall_at_budget_bounds(y, s, report["budget"])
     if not low - TOLERANCE <= found <= high + TOLERANCE:
         value = f"{low:.6f}" if high - low < TOLERANCE else f"between {low:.6f} and {high:.6f}"
         yield (
@@ -451,8 +401,7 @@ def _drift_problems(ws: Workspace, report: dict, manifest: dict, tables: dict) -
             return
     for name in names:
         if name not in tables:
-            rel = splits[name].get("path") if isinstance(splits[name], dict) else None
-            tables[name] = load_split(ws, str(rel), f"{MANIFEST}: splits.{name}.path")
+            tables[name], _ = split_table(ws, manifest, name)
     reference = tables[drift["reference"]]
     for name, entry in drift["splits"].items():
         current = tables[name]
@@ -462,10 +411,9 @@ def _drift_problems(ws: Workspace, report: dict, manifest: dict, tables: dict) -
             if any(c is None or c.dtype.kind not in "iuf" for c in columns):
                 yield f"{field}: expected a numeric column of both {drift['reference']} and {name}, found none"
                 continue
-            a, b = reference.column(feature), current.column(feature)
-            if not len(a.present) or not len(b.present):
+            stat = reference.column(feature).versus(current.column(feature), _ks)
+            if stat is None:  # no finite value on a side: nothing to compare
                 continue
-            stat = a.versus(b, _ks)
             if not _close(stats["ks_stat"], stat):
                 yield f"{field}.ks_stat: expected {stat:.6f} (recomputed from the split files), found {stats['ks_stat']!r}"
         drifted = sorted(
@@ -476,27 +424,6 @@ def _drift_problems(ws: Workspace, report: dict, manifest: dict, tables: dict) -
                 f"{REPORT}: drift.splits.{name}.drifted: expected the features with ks_pvalue "
                 f"below alpha {drift['alpha']} {drifted}, found {sorted(entry['drifted'])}"
             )
-
-
-def _problem_fields(ws: Workspace) -> dict:
-    """The fields of problem.yaml this check compares with; empty when there is no usable file
-    (problem_defined reports what is wrong with it)."""
-    if not ws.exists(PROBLEM):
-        return {}
-    try:
-        problem = ws.read_yaml(PROBLEM)
-    except Invalid:
-        return {}
-    success = problem.get("success") if isinstance(problem, dict) else None
-    constraints = problem.get("constraints") if isinstance(problem, dict) else None
-    fields = {}
-    if isinstance(success, dict):
-        for name in ("metric", "target", "budget"):
-            if name in success:
-                fields[name] = success[name]
-    if isinstance(constraints, dict) and "max_fairness_gap" in constraints:
-        fields["max_fairness_gap"] = constraints["max_fairness_gap"]
-    return fields
 
 
 def _number(value: object) -> bool:
@@ -542,10 +469,8 @@ def _model_problems(ws: Workspace, report: dict) -> Problems:
 @check("evaluated", stage=STAGE)
 def evaluated(ws: Workspace) -> Problems:
     """The report's every number recomputes from the predictions, which are the test split."""
-    report = ws.read_json(REPORT)
-    problems = schema_problems("evaluation_report", report, REPORT)
-    if problems:
-        yield from problems
+    report = yield from valid_json(ws, REPORT, "evaluation_report")
+    if report is None:
         return
     pred = read_predictions(ws)
     attributes = list(report["groups"])
@@ -571,11 +496,11 @@ def evaluated(ws: Workspace) -> Problems:
             f"{REPORT}) and 0 elsewhere, found {wrong} rows that differ"
         )
         return
+    yield from _threshold_problems(ws, report, manifest, key, label)
     yield from _metric_problems(report, y, s, p)
     yield from _calibration_problems(report, y, s)
-    problem = _problem_fields(ws)
+    problem = problem_fields(ws)
     limit = problem.get("max_fairness_gap")
-    limit = limit if _number(limit) else None
     yield from _group_problems(report, pred, y, p, limit)
     yield from _robustness_problems(report)
     yield from _success_problems(report, problem)

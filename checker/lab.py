@@ -18,15 +18,14 @@ the store is opened read-only.
 from __future__ import annotations
 
 import json
-from itertools import combinations
 from pathlib import Path
 
-from checker.contract import schema_problems
+from checker.contract import valid_json
 from checker.errors import CheckerError, Invalid
 from checker.lifecycle_map import placeholder_reason
-from checker.manifest import data_version, file_bytes, load_split, shared_keys
+from checker.manifest import data_version, file_bytes, leak_problems, load_split
 from checker.registry import Problems, check
-from checker.store import STORE, _finite, open_store
+from checker.store import STORE, finite_metric, open_store
 from checker.workspace import Workspace
 
 LAB = Path("datasets") / "labs" / "typical-lab.ipynb"
@@ -63,10 +62,8 @@ def lab_markdown(path: str | Path) -> str:
 
 
 def _manifest_problems(ws: Workspace, *, test_set: bool) -> Problems:
-    manifest = ws.read_json(LAB_MANIFEST)
-    problems = schema_problems("lab_manifest", manifest, LAB_MANIFEST)
-    if problems:
-        yield from problems
+    manifest = yield from valid_json(ws, LAB_MANIFEST, "lab_manifest")
+    if manifest is None:
         return
     splits, key = manifest["splits"], manifest["key"]
     hashes: dict[str, str] = {}
@@ -105,14 +102,7 @@ def _manifest_problems(ws: Workspace, *, test_set: bool) -> Problems:
         yield f"{LAB_MANIFEST}: splits: expected a train and a test split, found no {' or '.join(absent)}"
     elif "test" in keys and len(keys["test"]) == 0:
         yield f"{LAB_MANIFEST}: splits.test: expected rows to test on, found an empty test split"
-    for a, b in combinations(sorted(keys), 2):
-        shared = keys[a].versus(keys[b], shared_keys)
-        if len(shared):
-            sample = ", ".join(str(k) for k in shared[:3])
-            yield (
-                f"{LAB_MANIFEST}: splits.{a} and splits.{b}: expected no {key} in both, found "
-                f"{len(shared)} shared (for example {sample}): the test set leaks"
-            )
+    yield from leak_problems(LAB_MANIFEST, keys, sorted(keys), key, "the test set leaks")
 
 
 def _tracking_problems(ws: Workspace) -> Problems:
@@ -152,7 +142,7 @@ def _tracking_problems(ws: Workspace) -> Problems:
                 f"one metric, found {len(params)} run(s) with params and {len(measured)} with metrics"
             )
         for run, name, value, is_nan in metrics:
-            if not _finite(value, is_nan):
+            if not finite_metric(value, is_nan):
                 yield f"{STORE}: experiment {EXPERIMENT}: run {run[:8]}: metric {name}: expected finite values, found NaN or infinity"
                 break
 
@@ -161,10 +151,8 @@ def _tracking_problems(ws: Workspace) -> Problems:
 def lab_improved(ws: Workspace) -> Problems:
     """`lab/improvement.json` names one improvement of the typical lab, and the workspace shows it:
     a leak-free test set or versioned data (`lab/manifest.json`), or tracked runs (`mlflow.db`)."""
-    improvement = ws.read_json(IMPROVEMENT)
-    problems = schema_problems("lab_improvement", improvement, IMPROVEMENT)
-    if problems:
-        yield from problems
+    improvement = yield from valid_json(ws, IMPROVEMENT, "lab_improvement")
+    if improvement is None:
         return
     reason = placeholder_reason(improvement["summary"])
     if reason:

@@ -12,10 +12,11 @@ import hashlib
 import io
 import math
 import zlib
+from collections.abc import Iterable
 from itertools import combinations
 from pathlib import Path
 
-from checker.contract import schema_problems
+from checker.contract import valid_json
 from checker.errors import Invalid
 from checker.registry import Problems, check
 from checker.table import Column, Table, parse
@@ -26,14 +27,6 @@ REQUIRED_SPLITS = ("train", "valid", "test")
 MAX_UNCOMPRESSED = 100_000_000  # the real splits are about 2 MB
 STAGE = "02-data-preparation.ipynb (section 'Version the data')"
 TOLERANCE = 1e-6
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def data_version(split_hashes: dict[str, str]) -> str:
@@ -71,6 +64,43 @@ def parse_split(raw: bytes, rel: str, digest: str | None = None) -> Table:
     )
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+FEXTRA, FNAME = 0x04, 0x08
+
+
+def gzip_header(raw: bytes) -> tuple[int, str | None] | None:
+    """The modification time and the file name a gzip member's header records (RFC 1952), or
+    None when `raw` does not start with a gzip header."""
+    if len(raw) < 10 or raw[:2] != GZIP_MAGIC:
+        return None
+    flags, mtime = raw[3], int.from_bytes(raw[4:8], "little")
+    if not flags & FNAME:
+        return mtime, None
+    start = 10
+    if flags & FEXTRA:
+        start += 2 + int.from_bytes(raw[10:12], "little")
+    end = raw.find(b"\0", start)
+    name = raw[start : end if end >= 0 else len(raw)]
+    return mtime, name.decode("latin-1")
+
+
+def gzip_header_problems(raw: bytes, rel: str, field: str) -> Problems:
+    """A split must be deterministic gzip: mtime 0 and no file name in its header, so that the
+    same rows always give the same bytes and a rerun reproduces the data version."""
+    header = gzip_header(raw)
+    if header is None or header == (0, None):
+        return
+    mtime, name = header
+    found = [f"mtime {mtime}"] if mtime else []
+    found += [f"the file name {name!r}"] if name is not None else []
+    yield (
+        f"{field}: {rel}: gzip header: expected mtime 0 and no file name (deterministic gzip, "
+        f"so that a rerun writes the same bytes and the same data version), found "
+        f"{' and '.join(found)}: write it as stage 02's write_csv_gz does "
+        f"(gzip.GzipFile(filename='', mtime=0)), not with to_csv(compression='gzip')"
+    )
+
+
 def _gunzip(raw: bytes, rel: str) -> bytes:
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
@@ -103,6 +133,42 @@ def load_split(ws: Workspace, rel: str, what: str) -> Table:
         return parse_split(raw, rel, digest)
 
     return ws.memo(("split", rel), read)
+
+
+def read_manifest(ws: Workspace) -> dict:
+    """data/manifest.json for the checks of later stages: an object with a `splits` object, else
+    `Invalid` (`data_versioned` grades the rest). Parsed once per grading."""
+    manifest = ws.read_json(MANIFEST)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
+        raise Invalid(f"{MANIFEST}: splits: expected an object naming the split files, found none")
+    return manifest
+
+
+def manifest_field(manifest: dict, name: str, default: str) -> str:
+    """A text field of the manifest (`key`, `label`), or `default` when it is not text."""
+    value = manifest.get(name)
+    return value if isinstance(value, str) else default
+
+
+def split_table(ws: Workspace, manifest: dict, name: str) -> tuple[Table, str]:
+    """The table of the split `name` the manifest names, and its path; `Invalid` naming the
+    manifest's field when the split is not there, or naming the file when it cannot be read."""
+    split = manifest["splits"].get(name)
+    if not isinstance(split, dict) or not isinstance(split.get("path"), str):
+        raise Invalid(
+            f"{MANIFEST}: splits.{name}.path: expected the {name} split's file, found none"
+        )
+    rel = split["path"]
+    return load_split(ws, rel, f"{MANIFEST}: splits.{name}.path"), rel
+
+
+def manifest_version(ws: Workspace) -> str | None:
+    """The manifest's `version`, or None when the manifest cannot say (data_versioned says why)."""
+    try:
+        version = read_manifest(ws).get("version")
+    except Invalid:
+        return None
+    return version if isinstance(version, str) else None
 
 
 def _close(a: float, b: float) -> bool:
@@ -162,13 +228,26 @@ def shared_keys(a: Column, b: Column):  # noqa: ANN201 - a numpy array
     return np.intersect1d(left, right)
 
 
+def leak_problems(
+    where: str, keys: dict[str, Column], names: Iterable[str], key: str, verdict: str
+) -> Problems:
+    """A message for each pair of the splits `names` whose `key` columns share a value."""
+    for a, b in combinations(names, 2):
+        if a in keys and b in keys:
+            shared = keys[a].versus(keys[b], shared_keys)
+            if len(shared):
+                sample = ", ".join(str(k) for k in shared[:3])
+                yield (
+                    f"{where}: splits.{a} and splits.{b}: expected no {key} in both, "
+                    f"found {len(shared)} shared (for example {sample}): {verdict}"
+                )
+
+
 @check("data_versioned", stage=STAGE)
 def data_versioned(ws: Workspace) -> Problems:
     """The manifest is valid, its splits are the files it names, and the split is leak-free."""
-    manifest = ws.read_json(MANIFEST)
-    problems = schema_problems("manifest", manifest, MANIFEST)
-    if problems:
-        yield from problems
+    manifest = yield from valid_json(ws, MANIFEST, "manifest")
+    if manifest is None:
         return
     key = manifest["key"]
     hashes: dict[str, str] = {}
@@ -177,7 +256,7 @@ def data_versioned(ws: Workspace) -> Problems:
         where = f"{MANIFEST}: splits.{name}.path"
         rel = split["path"]
         try:
-            _, found_hash = file_bytes(ws, rel, where)
+            raw, found_hash = file_bytes(ws, rel, where)
         except Invalid as exc:
             yield str(exc)
             continue
@@ -192,6 +271,8 @@ def data_versioned(ws: Workspace) -> Problems:
         except Invalid as exc:
             yield str(exc)
             continue
+        if rel.endswith(".csv.gz"):
+            yield from gzip_header_problems(raw, rel, where)
         frame = table.frame
         if len(frame) != split["rows"]:
             yield f"{MANIFEST}: splits.{name}.rows: expected {len(frame)} (rows in {rel}), found {split['rows']}"
@@ -224,12 +305,4 @@ def data_versioned(ws: Workspace) -> Problems:
                 f"{MANIFEST}: version: expected {expected} (sha256 of the sorted "
                 f"'<split>:<sha256>' lines), found {manifest['version']}"
             )
-    for a, b in combinations(REQUIRED_SPLITS, 2):
-        if a in keys and b in keys:
-            shared = keys[a].versus(keys[b], shared_keys)
-            if len(shared):
-                sample = ", ".join(str(k) for k in shared[:3])
-                yield (
-                    f"{MANIFEST}: splits.{a} and splits.{b}: expected no {key} in both, "
-                    f"found {len(shared)} shared (for example {sample}): the split leaks learners"
-                )
+    yield from leak_problems(MANIFEST, keys, REQUIRED_SPLITS, key, "the split leaks learners")

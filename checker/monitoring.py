@@ -5,18 +5,26 @@ manifest names, prediction drift and performance by presentation from `monitorin
 latency p95 and error rate from `serving/requests.jsonl`. Then it checks that each alert fired
 exactly when its value is over its threshold, and that the decision follows from the alerts.
 
-`psi` below is the course's definition; a learner's own PSI must agree with it within 0.01.
+`checker.metrics.psi` is the course's definition; a learner's own PSI must agree with it within 1e-6, the
+tolerance of exercise 09's hidden tests, so the same definition is graded the same way twice.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 
-from checker.contract import schema_problems
+from checker.contract import valid_json
 from checker.errors import Invalid
-from checker.manifest import MANIFEST, file_bytes, load_split, parse_split
+from checker.manifest import MANIFEST, file_bytes, parse_split, read_manifest, split_table
+from checker.metrics import (
+    ks_statistic,
+    percentile,
+    psi,
+    recall_at_budget_bounds,
+    roc_auc,
+)
+from checker.problem import problem_fields
 from checker.registry import Problems, check
 from checker.table import Column, Table
 from checker.workspace import Workspace
@@ -27,165 +35,17 @@ REQUESTS = "serving/requests.jsonl"
 PROBLEM = "problem.yaml"
 STAGE = "06-monitoring.ipynb (sections 'Data drift' to 'Write the report')"
 REFERENCE, CURRENT, VALID = "train", "production", "valid"
-EMPTY_SHARE = 1e-4  # the share an empty bin gets, so that ln(q/p) stays finite
-QUANTILES = tuple(i / 10 for i in range(1, 10))
-TOLERANCE = 0.01  # absolute, for PSI, KS, prediction PSI, AUC, recall and the alert values
+TOLERANCE = 0.01  # absolute, for AUC, recall at budget and the auc_drop alert
+# Absolute, for PSI, KS and prediction PSI (and their alerts): one definition computes the same
+# number to the last digits, and a PSI without its missing bin is off by far more than this.
+DRIFT_TOLERANCE = 1e-6
 SERVING_TOLERANCE = 1e-6  # relative, for p95 and error rate (both recompute exactly)
 SCORE_COLUMNS = ("split", "id_student", "code_presentation", "y_true", "y_score")
 SERVING_RULES = ("latency_p95_ms", "error_rate")
 REQUIRED_RULES = ("feature_psi_max", "prediction_psi", "auc_drop")
 
 
-# --- the course's figures -------------------------------------------------------------------
-
-
-def is_numeric(series) -> bool:  # noqa: ANN001 - a pandas Series
-    """Numeric for PSI and KS: pandas reads the column as numbers (booleans are categories)."""
-    return _column(series).numeric
-
-
-def _column(values) -> Column:  # noqa: ANN001
-    """A checker Column for a pandas Series or array-like (a Column stays as it is)."""
-    import pandas as pd
-
-    return values if isinstance(values, Column) else Column(pd.Series(values))
-
-
-def psi_counts(reference, current) -> tuple[list[str], list[int], list[int]]:  # noqa: ANN001
-    """The bins of the course's PSI, with the reference's and the current's count in each.
-
-    Numeric (both columns numeric): bin edges are the reference's deciles, `np.quantile` at
-    0.1, ..., 0.9 (linear interpolation) on its non-missing values, duplicates dropped; the bins
-    are (-inf, q1], (q1, q2], ..., (qk, inf), then one bin for missing values (NaN and +-inf).
-    Categorical (otherwise): one bin per category (as text) seen in either, then one for missing.
-    Takes pandas Series, array-likes or the checker's table columns (whose sorted values and
-    category counts are computed once per file).
-    """
-    import numpy as np
-
-    reference, current = _column(reference), _column(current)
-    if reference.numeric and current.numeric:
-        present = reference.finite
-        edges = np.unique(np.quantile(present, QUANTILES)) if present.size else np.array([])
-        labels = [f"<= {e:g}" for e in edges] + [f"> {edges[-1]:g}" if edges.size else "all"]
-
-        def count(column: Column) -> list[int]:
-            bins = np.searchsorted(edges, column.finite, side="left")
-            counts = np.bincount(bins, minlength=edges.size + 1).tolist()
-            return [*counts, len(column) - column.finite.size]
-
-        return [*labels, "missing"], count(reference), count(current)
-
-    ref_counts, cur_counts = reference.counts, current.counts
-    categories = sorted(set(ref_counts) | set(cur_counts))
-    return (
-        [*categories, "missing"],
-        [ref_counts.get(c, 0) for c in categories] + [reference.missing],
-        [cur_counts.get(c, 0) for c in categories] + [current.missing],
-    )
-
-
-def shares(counts: Sequence[int]):  # noqa: ANN201 - a numpy array
-    """Counts as proportions of all rows, with empty bins set to `EMPTY_SHARE`."""
-    import numpy as np
-
-    total = sum(counts)
-    if total == 0:
-        raise ValueError("PSI needs at least one row in each sample")
-    p = np.asarray(counts, dtype=float) / total
-    p[p == 0] = EMPTY_SHARE
-    return p
-
-
-def psi(reference, current) -> float:  # noqa: ANN001 - pandas Series or array-likes
-    """Population stability index of `current` against `reference`: sum((q - p) * ln(q / p))."""
-    import numpy as np
-
-    _, ref, cur = psi_counts(reference, current)
-    p, q = shares(ref), shares(cur)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def ks_stat(reference, current) -> float | None:  # noqa: ANN001
-    """The two-sample Kolmogorov-Smirnov statistic (the largest gap between the two empirical
-    CDFs, as `scipy.stats.ks_2samp` computes it) on the finite values of a numeric column;
-    None for a categorical column or when a side has no values. Plain numpy: importing
-    scipy.stats would cost a grade cell seconds."""
-    import numpy as np
-
-    reference, current = _column(reference), _column(current)
-    if not (reference.numeric and current.numeric):
-        return None
-    ref, cur = reference.finite, current.finite
-    if not ref.size or not cur.size:
-        return None
-    values = np.concatenate([ref, cur])
-    gap = (
-        np.searchsorted(ref, values, side="right") / ref.size
-        - np.searchsorted(cur, values, side="right") / cur.size
-    )
-    return float(np.abs(gap).max())
-
-
-def roc_auc(y_true, y_score) -> float:  # noqa: ANN001
-    """Area under the ROC curve (ties share their average rank, as in scikit-learn)."""
-    import numpy as np
-
-    y = np.asarray(y_true, dtype=int)
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    if not positives or not negatives:
-        raise ValueError("ROC AUC needs both classes")
-    from checker.evaluation import roc_auc as mann_whitney  # one definition for stages 04 and 06
-
-    return mann_whitney(y, np.asarray(y_score, dtype=float))
-
-
-def recall_at_budget(y_true, y_score, budget: float) -> float:  # noqa: ANN001
-    """Recall among the top ceil(budget * n) learners by score (stable sort, highest first)."""
-    import numpy as np
-
-    y = np.asarray(y_true, dtype=int)
-    if not y.sum():
-        raise ValueError("recall needs at least one positive")
-    k = math.ceil(budget * len(y))
-    top = np.argsort(-np.asarray(y_score, dtype=float), kind="stable")[:k]
-    return float(y[top].sum() / y.sum())
-
-
-def recall_at_budget_bounds(y_true, y_score, budget: float) -> tuple[float, float]:  # noqa: ANN001
-    """The values a fair recall at budget may take: from the floor(budget * n) top learners with
-    ties at the cut broken against the positives, to the ceil(budget * n) with ties broken for
-    them. Rounding the number of calls either way or sorting ties another way lands in between."""
-    import numpy as np
-
-    y = np.asarray(y_true, dtype=int)
-    s = np.asarray(y_score, dtype=float)
-    if not y.sum():
-        raise ValueError("recall needs at least one positive")
-
-    def positives_in_top(k: int, ties_for: bool) -> int:
-        if k <= 0:
-            return 0
-        cut = np.sort(s)[::-1][min(k, len(s)) - 1]
-        above, tied = s > cut, s == cut
-        taken = min(k, len(s)) - int(above.sum())
-        pos_tied = int(y[tied].sum())
-        neg_tied = int(tied.sum()) - pos_tied
-        extra = min(taken, pos_tied) if ties_for else max(0, taken - neg_tied)
-        return int(y[above].sum()) + extra
-
-    calls = budget * len(y)
-    low = positives_in_top(math.floor(calls), ties_for=False)
-    high = positives_in_top(math.ceil(calls), ties_for=True)
-    return low / y.sum(), high / y.sum()
-
-
-def p95(latencies: Iterable[float]) -> float:
-    """95th percentile of the latencies, `numpy.percentile` (linear interpolation)."""
-    import numpy as np
-
-    return float(np.percentile(np.asarray(list(latencies), dtype=float), 95))
+# --- the course's figures (the metrics are `checker.metrics`') ----------------------------------
 
 
 def is_error(record: dict) -> bool:
@@ -213,16 +73,12 @@ def read_requests(ws: Workspace) -> list[dict]:
 
 
 def _split(ws: Workspace, manifest: dict, name: str) -> Table:
-    split = manifest["splits"].get(name)
-    if not isinstance(split, dict) or not isinstance(split.get("path"), str):
-        raise Invalid(f"{MANIFEST}: splits.{name}.path: expected the {name} split, found none")
-    return load_split(ws, split["path"], f"{MANIFEST}: splits.{name}.path")
+    return split_table(ws, manifest, name)[0]
 
 
 def _manifest(ws: Workspace) -> dict:
-    manifest = ws.read_json(MANIFEST)
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
-        raise Invalid(f"{MANIFEST}: splits: expected the splits object, found none")
+    """The manifest, with the features and the label monitoring needs."""
+    manifest = read_manifest(ws)
     features = manifest.get("features")
     if not (isinstance(features, list) and features and all(isinstance(f, str) for f in features)):
         raise Invalid(
@@ -232,19 +88,6 @@ def _manifest(ws: Workspace) -> dict:
     if not isinstance(label, str):
         raise Invalid(f"{MANIFEST}: label: expected the label column, found {label!r}")
     return manifest
-
-
-def _problem_number(ws: Workspace, section: str, key: str) -> float | None:
-    """A number from problem.yaml, or None when the file or the field is not usable."""
-    try:
-        problem = ws.read_yaml(PROBLEM)
-    except Invalid:
-        return None
-    part = problem.get(section) if isinstance(problem, dict) else None
-    value = part.get(key) if isinstance(part, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _far(claimed: float, recomputed: float, tolerance: float = TOLERANCE) -> bool:
@@ -267,16 +110,16 @@ def _feature_problems(report: dict, manifest: dict, reference: Table, current: T
             continue
         ref, cur = reference.column(column), current.column(column)
         expected = recomputed[column] = ref.versus(cur, psi)
-        if _far(entry["psi"], expected):
-            yield f"{field}.psi: expected {expected:.4f} (recomputed from the splits, tolerance {TOLERANCE}), found {entry['psi']!r}"
-        stat = ref.versus(cur, ks_stat)
+        if _far(entry["psi"], expected, DRIFT_TOLERANCE):
+            yield f"{field}.psi: expected {expected:.6f} (the course's PSI recomputed from the splits, missing values in a bin of their own, tolerance {DRIFT_TOLERANCE:g}), found {entry['psi']!r}"
+        stat = ref.versus(cur, ks_statistic)
         if stat is None:
             if entry["ks_stat"] is not None or entry["ks_pvalue"] is not None:
                 yield f"{field}.ks_stat: expected null for a categorical column, found {entry['ks_stat']!r}"
         elif entry["ks_stat"] is None or entry["ks_pvalue"] is None:
             yield f"{field}.ks_stat: expected the KS statistic of a numeric column ({stat:.4f}), found null"
-        elif _far(entry["ks_stat"], stat):
-            yield f"{field}.ks_stat: expected {stat:.4f} (scipy.stats.ks_2samp, tolerance {TOLERANCE}), found {entry['ks_stat']!r}"
+        elif _far(entry["ks_stat"], stat, DRIFT_TOLERANCE):
+            yield f"{field}.ks_stat: expected {stat:.6f} (scipy.stats.ks_2samp, tolerance {DRIFT_TOLERANCE:g}), found {entry['ks_stat']!r}"
     return recomputed
 
 
@@ -369,10 +212,8 @@ def _decay_problems(report: dict, production: _Scores, budget: float | None) -> 
 def monitored(ws: Workspace) -> Problems:
     """The report's drift, decay and serving figures recompute from the files; each alert fired
     exactly when its value is over its threshold; the decision follows from the alerts."""
-    report = ws.read_json(REPORT)
-    problems = schema_problems("monitoring_report", report, REPORT)
-    if problems:
-        yield from problems
+    report = yield from valid_json(ws, REPORT, "monitoring_report")
+    if report is None:
         return
     manifest = _manifest(ws)
     reference, current = _split(ws, manifest, REFERENCE), _split(ws, manifest, CURRENT)
@@ -399,9 +240,9 @@ def _prediction_problems(ws: Workspace, report: dict, by_split: dict[str, _Score
     expected = recomputed["prediction_psi"] = psi(
         by_split[REFERENCE].y_score, by_split[CURRENT].y_score
     )
-    if _far(report["prediction_psi"], expected):
-        yield f"{REPORT}: prediction_psi: expected {expected:.4f} (PSI of the train vs production y_score in {SCORES}), found {report['prediction_psi']!r}"
-    yield from _decay_problems(report, by_split[CURRENT], _problem_number(ws, "success", "budget"))
+    if _far(report["prediction_psi"], expected, DRIFT_TOLERANCE):
+        yield f"{REPORT}: prediction_psi: expected {expected:.6f} (PSI of the train vs production y_score in {SCORES}), found {report['prediction_psi']!r}"
+    yield from _decay_problems(report, by_split[CURRENT], problem_fields(ws).get("budget"))
     try:
         aucs = [roc_auc(y, s) for y, s in by_split[CURRENT].by_presentation.values()]
         valid = by_split[VALID]
@@ -415,7 +256,7 @@ def _serving_problems(ws: Workspace, report: dict) -> Problems:
     """Yield problems with the serving figures; return them recomputed from the request log."""
     records = read_requests(ws)
     recomputed = {
-        "latency_p95_ms": p95(r["latency_ms"] for r in records),
+        "latency_p95_ms": percentile((r["latency_ms"] for r in records), 95),
         "error_rate": error_rate(records),
     }
     for key, rule in (("p95_ms", "latency_p95_ms"), ("error_rate", "error_rate")):
@@ -425,9 +266,15 @@ def _serving_problems(ws: Workspace, report: dict) -> Problems:
     return recomputed
 
 
+DRIFT_RULES = ("feature_psi_max", "prediction_psi")
+
+
 def _tolerance(rule: str, value: float) -> float:
-    """PSI, AUC and recall within `TOLERANCE`; p95 and error rate recompute exactly."""
-    return abs(value) * SERVING_TOLERANCE + 1e-9 if rule in SERVING_RULES else TOLERANCE
+    """PSI within `DRIFT_TOLERANCE`, the AUC drop within `TOLERANCE`; p95 and error rate
+    recompute exactly."""
+    if rule in SERVING_RULES:
+        return abs(value) * SERVING_TOLERANCE + 1e-9
+    return DRIFT_TOLERANCE if rule in DRIFT_RULES else TOLERANCE
 
 
 def _alert_problems(ws: Workspace, report: dict, recomputed: dict[str, float]) -> Problems:
@@ -439,7 +286,7 @@ def _alert_problems(ws: Workspace, report: dict, recomputed: dict[str, float]) -
         yield f"{REPORT}: alerts: expected the rules {', '.join(required)}, found no {', '.join(absent)}"
     for rule in sorted({r for r in rules if rules.count(r) > 1}):
         yield f"{REPORT}: alerts: expected each rule once, found {rule!r} {rules.count(rule)} times"
-    budget = _problem_number(ws, "constraints", "latency_p95_ms")
+    budget = problem_fields(ws).get("latency_p95_ms")
     for i, alert in enumerate(alerts):
         rule, value, threshold = alert["rule"], alert["value"], alert["threshold"]
         field = f"{REPORT}: alerts[{i}] ({rule})"
@@ -451,5 +298,8 @@ def _alert_problems(ws: Workspace, report: dict, recomputed: dict[str, float]) -
         if rule == "latency_p95_ms" and budget is not None and threshold != budget:
             yield f"{field}.threshold: expected {budget:g} (constraints.latency_p95_ms in {PROBLEM}), found {threshold!r}"
     fired = [a["rule"] for a in alerts if a["fired"]]
-    if fired and report["decision"] == "keep":
+    serving = [r for r in fired if r in SERVING_RULES]
+    if serving and report["decision"] != "rollback":
+        yield f"{REPORT}: decision: expected 'rollback' because a serving alert fired ({', '.join(serving)}): users are hurt now, so roll back first, then retrain; found {report['decision']!r}"
+    elif fired and report["decision"] == "keep":
         yield f"{REPORT}: decision: expected retrain or rollback because alerts fired ({', '.join(fired)}), found 'keep'"

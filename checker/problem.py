@@ -1,7 +1,7 @@
 """`problem.yaml`, the learner's definition of the problem, and the `problem_defined` check.
 
 The file says what is predicted and by when, who acts on it, how success is measured (a metric,
-a target and, for `recall_at_budget`, the outreach budget), the serving and fairness constraints
+a target and the outreach budget, which every later stage uses), the serving and fairness constraints
 later stages are held to, and today's baseline. The check validates the shape with the JSON Schema
 `schemas/problem.schema.json`, then the meaning: numbers in range, a budget when the metric needs
 one, a baseline below the target, and no placeholder text.
@@ -23,7 +23,6 @@ PROBLEM = "problem.yaml"
 STAGE = "01-problem-definition.ipynb (section 'Write problem.yaml')"
 # The metrics later stages log and report (stage 03's val_* metrics, stage 04's report.json).
 METRICS = ("recall_at_budget", "roc_auc", "pr_auc", "recall", "precision", "f1", "accuracy")
-NEEDS_BUDGET = {"recall_at_budget"}
 MAX_HORIZON_DAY = 270  # the longest OULAD presentation lasts 269 days
 
 
@@ -81,10 +80,11 @@ def problem_messages(document: Any) -> Problems:
                 f"{PROBLEM}: success.budget: expected the share of learners you can act on, "
                 f"a number in (0, 1), found {budget!r}"
             )
-    elif metric in NEEDS_BUDGET:
+    else:  # every later stage needs it, whatever the metric
         yield (
             f"{PROBLEM}: success.budget: expected the share of learners you can act on "
-            f"(required for {metric}), found it missing"
+            f"(required whatever the metric: stage 04 sets its threshold from it, stages 06 "
+            f"and 07 measure recall at it), found it missing"
         )
     yield from _sentence_problems("success.outcome", success["outcome"])
 
@@ -115,14 +115,36 @@ def problem_messages(document: Any) -> Problems:
         )
 
 
-def read_problem(ws: Workspace) -> dict:
-    """The workspace's problem.yaml, for checks of later stages (the latency budget, the fairness
-    gap, the success metric). Raises `Invalid` with the first problem when it breaks the contract.
-    """
-    document = ws.read_yaml(PROBLEM)
-    for message in problem_messages(document):
-        raise Invalid(message)
-    return document
+FIELDS = {
+    "success": ("metric", "target", "budget"),
+    "constraints": ("latency_p95_ms", "max_fairness_gap"),
+}
+
+
+def problem_fields(ws: Workspace) -> dict[str, Any]:
+    """The fields of problem.yaml the checks of later stages compare with: `metric` (a name),
+    `target`, `budget`, `latency_p95_ms` and `max_fairness_gap` (finite numbers), each present
+    only when the file is readable and the field usable. Empty without a usable file: those checks
+    grade their own artifacts and `problem_defined` says what is wrong with it. Read once per
+    grading; the one reader of problem.yaml besides `problem_defined`."""
+
+    def read() -> dict[str, Any]:
+        if not ws.exists(PROBLEM):
+            return {}
+        try:
+            document = ws.read_yaml(PROBLEM)
+        except Invalid:
+            return {}
+        fields: dict[str, Any] = {}
+        for section, names in FIELDS.items():
+            part = document.get(section) if isinstance(document, dict) else None
+            for name in names if isinstance(part, dict) else ():
+                value = part.get(name)
+                if isinstance(value, str) if name == "metric" else _number(value):
+                    fields[name] = value
+        return fields
+
+    return ws.memo(("problem fields",), read)
 
 
 @check("problem_defined", stage=STAGE)

@@ -16,29 +16,20 @@ Every version tagged retired must carry all three traces.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from checker.errors import Invalid
 from checker.lifecycle_map import placeholder_reason
 from checker.registry import Problems, check
-from checker.store import STORE, open_store
-from checker.workspace import MAX_DATA_BYTES, Workspace
+from checker.store import STORE, Version, read_registry
+from checker.workspace import MAX_DATA_BYTES, Workspace, sha256_file
 
 MODEL = "at-risk-day60"
 CARD = "MODEL_CARD.md"
 SUMS = "SHA256SUMS"
 STAGE = "07-iteration-retirement.ipynb (section 'Retire the replaced version')"
-REGISTRY_TABLES = (
-    "registered_models",
-    "model_versions",
-    "model_version_tags",
-    "registered_model_aliases",
-)
-DELETED = "deleted_internal"  # MLflow keeps a deleted version's row with this current_stage
 MAX_CARD_BYTES = 256_000
 MAX_SUMS_BYTES = 1_000_000
 MAX_SUMS_LINES = 10_000
@@ -56,67 +47,6 @@ def archive_folder(version: int) -> str:
     return f"archive/{MODEL}-v{version}"
 
 
-@dataclass
-class Version:
-    number: int
-    stage: str
-    status: str
-    run_id: str | None
-    source: str | None
-    created: dt.date | None
-    tags: dict[str, str] = field(default_factory=dict)
-    aliases: list[str] = field(default_factory=list)
-
-    @property
-    def deleted(self) -> bool:
-        return self.stage.lower() == DELETED
-
-    @property
-    def retired(self) -> bool:
-        return self.tags.get("lifecycle_state") == "retired"
-
-
-def _utc_date(millis: object) -> dt.date | None:
-    if not isinstance(millis, int) or isinstance(millis, bool):
-        return None
-    try:
-        return dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC).date()
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def read_registry(ws: Workspace) -> tuple[dict[int, Version], dict[str, int]] | None:
-    """The versions of `at-risk-day60` (with tags and aliases) and its alias map, or None when
-    the model is not registered."""
-    with open_store(ws) as store:
-        store.require(REGISTRY_TABLES)
-        if not store.query("SELECT name FROM registered_models WHERE name = ?", (MODEL,)):
-            return None
-        versions = {}
-        for number, stage, status, run_id, source, created in store.query(
-            "SELECT version, current_stage, status, run_id, source, creation_time "
-            "FROM model_versions WHERE name = ?",
-            (MODEL,),
-        ):
-            if isinstance(number, int):
-                versions[number] = Version(
-                    number, str(stage or ""), str(status or ""), run_id, source, _utc_date(created)
-                )
-        for key, value, number in store.query(
-            "SELECT key, value, version FROM model_version_tags WHERE name = ?", (MODEL,)
-        ):
-            if number in versions and isinstance(key, str):
-                versions[number].tags[key] = str(value)
-        aliases = {}
-        for alias, number in store.query(
-            "SELECT alias, version FROM registered_model_aliases WHERE name = ?", (MODEL,)
-        ):
-            aliases[str(alias)] = number
-            if number in versions:
-                versions[number].aliases.append(str(alias))
-    return versions, aliases
-
-
 def _champion_problems(versions: dict[int, Version], aliases: dict[str, int]) -> Problems:
     where = f"{STORE}: registered_model_aliases"
     number = aliases.get("champion")
@@ -132,14 +62,6 @@ def _champion_problems(versions: dict[int, Version], aliases: dict[str, int]) ->
     elif version.status.upper() != "READY":
         yield f"{where}: champion: expected a version with status READY, found version {number} with status {version.status}"
     # a champion that points at a retired version is reported with that version's aliases
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_sums(text: str, rel: str) -> Iterator[tuple[int, str, str] | str]:
@@ -299,7 +221,7 @@ def _card_problems(section: list[str], version: Version, today: dt.date) -> Prob
 def retired(ws: Workspace) -> Problems:
     """A version of at-risk-day60 is retired (tagged, alias-free, archived with recomputable
     hashes, recorded in the model card) and `champion` points at a live version."""
-    registry = read_registry(ws)
+    registry = read_registry(ws, MODEL)
     if registry is None:
         yield f"{STORE}: registered_models: expected a registered model named {MODEL} (stage 05 registers it), found none"
         return

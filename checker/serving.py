@@ -12,10 +12,12 @@ import hashlib
 import math
 from collections import defaultdict
 
-from checker.contract import all_valid, schema_problems
+from checker.contract import all_valid, schema_problems, valid_json
 from checker.errors import Invalid
+from checker.metrics import percentile
+from checker.problem import problem_fields
 from checker.registry import Problems, check
-from checker.store import open_store
+from checker.store import DELETED, open_store, read_registry
 from checker.workspace import Workspace, parse_json
 
 CONFIG = "serving/config.json"
@@ -23,13 +25,6 @@ LOG = "serving/requests.jsonl"
 SUMMARY = "serving/summary.json"
 PROBLEM = "problem.yaml"
 STAGE = "05-deployment.ipynb (sections 'Register the models' to 'Read the log')"
-REGISTRY_TABLES = (
-    "registered_models",
-    "model_versions",
-    "registered_model_aliases",
-    "model_version_tags",
-)
-DELETED = "deleted_internal"  # MLflow keeps a deleted version's row with this stage
 ALIASES = ("champion", "challenger")
 MAX_LOG_BYTES = 20_000_000
 MIN_REQUESTS = 100
@@ -54,15 +49,6 @@ def share_tolerance(share: float, tolerance: float, requests: int) -> float:
     3 standard errors of a share over `requests` requests when that is wider (a small replay is
     noisy even when every learner is routed right)."""
     return max(tolerance, 3 * math.sqrt(share * (1 - share) / requests))
-
-
-def percentile(values: list[float], q: float) -> float:
-    """`numpy.percentile(values, q)` with its default linear interpolation, without numpy."""
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def read_log(ws: Workspace) -> list[tuple[int, dict]]:
@@ -113,49 +99,27 @@ def _line_problems(lines: list[tuple[int, str]]) -> list[str]:
 
 def _registry(ws: Workspace, name: str) -> tuple[dict[str, str], dict[str, str], set[str]]:
     """{version: current_stage}, {alias: version} and the retired versions of model `name`."""
-    with open_store(ws) as store:
-        store.require(REGISTRY_TABLES)
-        models = [row[0] for row in store.query("SELECT name FROM registered_models")]
-        if name not in models:
-            found = ", ".join(sorted(map(str, models))[:5]) or "none"
-            raise Invalid(
-                f"mlflow.db: registered model {name}: expected it in the registry "
-                f"(serving/config.json model), found registered models: {found}"
-            )
-        versions = {
-            str(version): str(stage)
-            for version, stage in store.query(
-                "SELECT version, current_stage FROM model_versions WHERE name = ?", (name,)
-            )
-        }
-        aliases = {
-            str(alias): str(version)
-            for alias, version in store.query(
-                "SELECT alias, version FROM registered_model_aliases WHERE name = ?", (name,)
-            )
-        }
-        retired = {
-            str(row[0])
-            for row in store.query(
-                "SELECT version FROM model_version_tags WHERE name = ? "
-                "AND key = 'lifecycle_state' AND value = 'retired'",
-                (name,),
-            )
-        }
-    return versions, aliases, retired
+    registry = read_registry(ws, name)
+    if registry is None:
+        with open_store(ws) as store:
+            models = [row[0] for row in store.query("SELECT name FROM registered_models")]
+        found = ", ".join(sorted(map(str, models))[:5]) or "none"
+        raise Invalid(
+            f"mlflow.db: registered model {name}: expected it in the registry "
+            f"(serving/config.json model), found registered models: {found}"
+        )
+    versions, aliases = registry
+    return (
+        {str(n): v.stage for n, v in versions.items()},
+        {alias: str(n) for alias, n in aliases.items()},
+        {str(n) for n, v in versions.items() if v.retired},
+    )
 
 
 def _budget_problem(ws: Workspace, budget: float) -> str | None:
     """A message when config's budget differs from problem.yaml's (if problem.yaml says one)."""
-    if not ws.exists(PROBLEM):
-        return None
-    try:
-        problem = ws.read_yaml(PROBLEM)
-    except Invalid:
-        return None  # problem_defined reports it
-    constraints = problem.get("constraints") if isinstance(problem, dict) else None
-    agreed = constraints.get("latency_p95_ms") if isinstance(constraints, dict) else None
-    if isinstance(agreed, int | float) and not isinstance(agreed, bool) and agreed != budget:
+    agreed = problem_fields(ws).get("latency_p95_ms")  # None: problem_defined reports it
+    if agreed is not None and agreed != budget:
         return (
             f"{CONFIG}: latency_budget_ms: expected {agreed:g} "
             f"({PROBLEM} constraints.latency_p95_ms), found {budget:g}"
@@ -304,10 +268,8 @@ def _routing_problems(records: list[tuple[int, dict]], share: float) -> Problems
 
 def _summary_problems(ws: Workspace, records: list[tuple[int, dict]], config: dict) -> Problems:
     """The notebook's summary agrees with the log it summarises."""
-    summary = ws.read_json(SUMMARY)
-    problems = schema_problems("serving_summary", summary, SUMMARY)
-    if problems:
-        yield from problems
+    summary = yield from valid_json(ws, SUMMARY, "serving_summary")
+    if summary is None:
         return
     latencies = [float(r["latency_ms"]) for _, r in records]
     recomputed = {

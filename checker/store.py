@@ -9,6 +9,7 @@ named like an MLflow table, say). Tables must be real tables, not views.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import sqlite3
 import stat
@@ -16,10 +17,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 from checker.errors import Invalid
+from checker.manifest import manifest_version
 from checker.registry import Problems, check
 from checker.workspace import MAX_DATA_BYTES, Workspace
 
@@ -155,17 +158,84 @@ def _connect(ws: Workspace, rel: str) -> Store:
     return Store(connection, rel)
 
 
-def manifest_version(ws: Workspace) -> str | None:
-    """The manifest's `version`, or None when the manifest cannot say (data_versioned reports why)."""
-    try:
-        manifest = ws.read_json("data/manifest.json")
-    except Invalid:
+REGISTRY_TABLES = (
+    "registered_models",
+    "model_versions",
+    "model_version_tags",
+    "registered_model_aliases",
+)
+DELETED = "deleted_internal"  # MLflow keeps a deleted version's row with this current_stage
+
+
+@dataclass
+class Version:
+    """A registered model version as the registry's tables hold it."""
+
+    number: int
+    stage: str
+    status: str
+    run_id: str | None
+    source: str | None
+    created: dt.date | None
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def deleted(self) -> bool:
+        return self.stage.lower() == DELETED
+
+    @property
+    def retired(self) -> bool:
+        return self.tags.get("lifecycle_state") == "retired"
+
+
+def _utc_date(millis: object) -> dt.date | None:
+    if not isinstance(millis, int) or isinstance(millis, bool):
         return None
-    version = manifest.get("version") if isinstance(manifest, dict) else None
-    return version if isinstance(version, str) else None
+    try:
+        return dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC).date()
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
-def _finite(value: object, is_nan: object) -> bool:
+def read_registry(ws: Workspace, name: str) -> tuple[dict[int, Version], dict[str, int]] | None:
+    """The versions of the registered model `name` (with their tags and aliases) and its alias
+    map, read from the registry's tables once per grading; None when `name` is not registered.
+    The one reader of the model registry (stages 05 and 07)."""
+    return ws.memo(("registry", name), lambda: _read_registry(ws, name))
+
+
+def _read_registry(ws: Workspace, name: str) -> tuple[dict[int, Version], dict[str, int]] | None:
+    with open_store(ws) as store:
+        store.require(REGISTRY_TABLES)
+        if not store.query("SELECT name FROM registered_models WHERE name = ?", (name,)):
+            return None
+        versions = {}
+        for number, stage, status, run_id, source, created in store.query(
+            "SELECT version, current_stage, status, run_id, source, creation_time "
+            "FROM model_versions WHERE name = ?",
+            (name,),
+        ):
+            if isinstance(number, int):
+                versions[number] = Version(
+                    number, str(stage or ""), str(status or ""), run_id, source, _utc_date(created)
+                )
+        for key, value, number in store.query(
+            "SELECT key, value, version FROM model_version_tags WHERE name = ?", (name,)
+        ):
+            if number in versions and isinstance(key, str):
+                versions[number].tags[key] = str(value)
+        aliases = {}
+        for alias, number in store.query(
+            "SELECT alias, version FROM registered_model_aliases WHERE name = ?", (name,)
+        ):
+            aliases[str(alias)] = number
+            if number in versions:
+                versions[number].aliases.append(str(alias))
+    return versions, aliases
+
+
+def finite_metric(value: object, is_nan: object) -> bool:
     """MLflow stores NaN as `is_nan = 1` and +-inf as +-sys.float_info.max."""
     if is_nan or isinstance(value, bool) or not isinstance(value, int | float):
         return False
@@ -218,7 +288,7 @@ def metrics_logged(ws: Workspace) -> Problems:
             if key.startswith("val_"):
                 val_runs.add(run_uuid)
             steps.setdefault((run_uuid, key), set()).add(step)
-            if not _finite(value, is_nan):
+            if not finite_metric(value, is_nan):
                 bad.append((run_uuid, key))
         for run_uuid, _, name in chosen:
             label = f"run {name or run_uuid} ({run_uuid[:8]})"

@@ -6,6 +6,7 @@ with a message that names the file and the problem. Nothing here writes to the w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -23,6 +24,15 @@ MAX_DATA_BYTES = 200_000_000  # split files and stores
 MAX_DEPTH = 32  # nesting of JSON/YAML containers
 MAX_YAML_NODES = 20_000  # YAML nodes after expanding aliases (alias bombs)
 MAX_INT_DIGITS = 30
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MB blocks (checkpoints, archives: large files)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class Workspace:

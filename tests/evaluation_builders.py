@@ -17,6 +17,7 @@ import pandas as pd
 from stage_builders_01 import write_problem
 
 PREDICTIONS = "evaluation/predictions.csv"
+VALID_SCORES = "evaluation/valid_scores.csv"
 REPORT = "evaluation/report.json"
 GROUPS = ["gender", "disability", "imd_band", "age_band"]
 BUDGET = 0.3
@@ -96,8 +97,14 @@ def drift_section(splits: dict[str, pd.DataFrame], features: list[str]) -> dict:
     return drift
 
 
-def build_evaluation(ws: Path, seed: int = 4) -> dict:
-    """Write problem.yaml (if absent), evaluation/predictions.csv and evaluation/report.json."""
+def valid_quantile(valid_scores: np.ndarray, test_scores: np.ndarray) -> float:
+    """Stage 04's rule: the 1 - budget quantile of the validation scores."""
+    return float(np.quantile(valid_scores, 1 - BUDGET))
+
+
+def build_evaluation(ws: Path, seed: int = 4, choose_threshold=valid_quantile) -> dict:  # noqa: ANN001
+    """Write problem.yaml (if absent), evaluation/predictions.csv, evaluation/valid_scores.csv
+    and evaluation/report.json; `choose_threshold(valid_scores, test_scores)` sets the threshold."""
     from sklearn import metrics as skm
     from sklearn.calibration import calibration_curve
 
@@ -108,7 +115,9 @@ def build_evaluation(ws: Path, seed: int = 4) -> dict:
     test = splits["test"]
     y_true = test["at_risk"].to_numpy()
     y_score = scores_for(y_true, seed)
-    threshold = float(np.quantile(y_score, 1 - BUDGET))
+    valid = splits["valid"]
+    valid_score = scores_for(valid["at_risk"].to_numpy(), seed + 1)
+    threshold = choose_threshold(valid_score, y_score)
     y_pred = (y_score >= threshold).astype(int)
     predictions = pd.DataFrame(
         {
@@ -173,6 +182,14 @@ def build_evaluation(ws: Path, seed: int = 4) -> dict:
     }
     (ws / "evaluation").mkdir(exist_ok=True)
     predictions.to_csv(ws / PREDICTIONS, index=False)
+    pd.DataFrame(
+        {
+            "id_student": valid["id_student"],
+            "code_presentation": valid["code_presentation"],
+            "y_true": valid["at_risk"],
+            "y_score": valid_score,
+        }
+    ).to_csv(ws / VALID_SCORES, index=False)
     write_report(ws, report)
     return report
 

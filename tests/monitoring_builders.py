@@ -19,7 +19,7 @@ import pandas as pd
 from builders import OULAD, write_csv_gz, write_manifest
 from scipy.stats import ks_2samp
 
-from checker import monitoring
+from checker import metrics, monitoring
 
 COLUMNS = [
     "id_student",
@@ -196,30 +196,28 @@ def write_monitoring(ws: Path, manifest: dict) -> dict:
     for column in manifest["features"]:
         ref, cur = reference[column], current[column]
         ks = None
-        if monitoring.is_numeric(ref) and monitoring.is_numeric(cur):
+        if metrics.is_numeric(ref) and metrics.is_numeric(cur):
             ks = ks_2samp(ref.dropna(), cur.dropna())
         features[column] = {
-            "psi": monitoring.psi(ref, cur),
+            "psi": metrics.psi(ref, cur),
             "ks_stat": None if ks is None else float(ks.statistic),
             "ks_pvalue": None if ks is None else float(ks.pvalue),
         }
     by_split = {name: part for name, part in scores.groupby("split")}
-    prediction_psi = monitoring.psi(by_split["train"]["y_score"], by_split["production"]["y_score"])
+    prediction_psi = metrics.psi(by_split["train"]["y_score"], by_split["production"]["y_score"])
     decay = [
         {
             "presentation": str(presentation),
-            "roc_auc": monitoring.roc_auc(part["y_true"], part["y_score"]),
-            "recall_at_budget": monitoring.recall_at_budget(
-                part["y_true"], part["y_score"], BUDGET
-            ),
+            "roc_auc": metrics.roc_auc(part["y_true"], part["y_score"]),
+            "recall_at_budget": metrics.recall_at_budget(part["y_true"], part["y_score"], BUDGET),
             "rows": len(part),
         }
         for presentation, part in by_split["production"].groupby("code_presentation")
     ]
-    valid_auc = monitoring.roc_auc(by_split["valid"]["y_true"], by_split["valid"]["y_score"])
+    valid_auc = metrics.roc_auc(by_split["valid"]["y_true"], by_split["valid"]["y_score"])
     records = [json.loads(line) for line in (ws / monitoring.REQUESTS).read_text().splitlines()]
     serving = {
-        "p95_ms": monitoring.p95([r["latency_ms"] for r in records]),
+        "p95_ms": metrics.percentile([r["latency_ms"] for r in records], 95),
         "error_rate": monitoring.error_rate(records),
     }
     values = {

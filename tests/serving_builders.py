@@ -14,7 +14,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from checker.serving import percentile, route
+from checker.metrics import percentile
+from checker.serving import route
 
 MODEL = "at-risk-day60"
 BUDGET_MS = 200

@@ -96,7 +96,7 @@ def test_a_checkpoint_is_never_unpickled(trained, tmp_path: Path):
 
     path = ws / "checkpoints" / runs.finished / "epoch-001.joblib"
     path.write_bytes(pickle.dumps(Payload()))
-    digest = checker.manifest.sha256_file(path)
+    digest = checker.workspace.sha256_file(path)
     edit_index(ws, runs.finished, lambda d: d["epochs"][0].update(sha256=digest))
     result = checker.check("checkpointed", ws).results[0]
     assert result.passed, result.messages
@@ -172,7 +172,7 @@ def test_a_finished_run_with_an_epoch_that_has_no_checkpoint(trained):
 def test_a_path_to_another_runs_checkpoint(trained):
     ws, runs = trained
     other = f"checkpoints/{runs.crashed}/epoch-001.joblib"
-    digest = checker.manifest.sha256_file(ws / other)
+    digest = checker.workspace.sha256_file(ws / other)
     edit_index(ws, runs.finished, lambda d: d["epochs"][0].update(path=other, sha256=digest))
     fails_with(ws, f"expected checkpoints/{runs.finished}/epoch-001.joblib, found {other}")
 

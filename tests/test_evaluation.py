@@ -5,16 +5,21 @@ split, hostile files) fails with a message naming the file and the field."""
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from evaluation_builders import (
+    BUDGET,
     PREDICTIONS,
     REPORT,
+    VALID_SCORES,
     build_evaluation,
     load_predictions,
     load_report,
@@ -373,6 +378,69 @@ def test_decisions_that_do_not_follow_the_threshold_fail(ws: Path):
     fails_with(ws, f"{PREDICTIONS}: y_pred: expected 1 where y_score >= threshold")
 
 
+# --- the threshold: chosen on the valid split, from the budget ---------------------------------
+
+
+def test_a_threshold_tuned_on_the_test_split_fails(ws: Path):
+    """The report is consistent with itself (y_pred, metrics, groups all follow the threshold),
+    but the threshold is the test scores' quantile: the test split chose it."""
+    build_evaluation(ws, choose_threshold=lambda valid, test: float(np.quantile(test, 0.72)))
+    [message] = messages(ws)
+    assert message.startswith(f"{REPORT}: threshold: expected the 1 - budget quantile of the valid")
+    assert f"y_score in {VALID_SCORES} at 0.7:" in message
+    assert "against a budget of 30%" in message and "never on test" in message
+
+
+def test_a_threshold_at_the_wrong_quantile_fails_and_says_how_many_it_flags(ws: Path):
+    build_evaluation(ws, choose_threshold=lambda valid, test: float(np.quantile(valid, BUDGET)))
+    [message] = messages(ws)
+    share = re.search(r"which flags (\d+\.\d)% of the valid learners", message)
+    assert share and 65 < float(share.group(1)) < 75, message
+
+
+@pytest.mark.parametrize("method", ["lower", "higher", "nearest", "midpoint"])
+def test_a_threshold_by_another_quantile_method_passes(ws: Path, method: str):
+    def chosen(valid: np.ndarray, test: np.ndarray) -> float:
+        return float(np.quantile(valid, 1 - BUDGET, method=method))
+
+    build_evaluation(ws, choose_threshold=chosen)
+    assert evaluated(ws).passed
+
+
+def test_a_threshold_from_a_top_k_cut_passes(ws: Path):
+    def top_k(valid: np.ndarray, test: np.ndarray) -> float:
+        return float(np.sort(valid)[::-1][math.ceil(BUDGET * len(valid)) - 1])
+
+    build_evaluation(ws, choose_threshold=top_k)
+    assert evaluated(ws).passed
+
+
+def test_missing_valid_scores_fail(ws: Path):
+    (ws / VALID_SCORES).unlink()
+    fails_with(ws, VALID_SCORES)
+
+
+def test_valid_scores_of_other_learners_fail(ws: Path):
+    scores = pd.read_csv(ws / VALID_SCORES)
+    scores.loc[0, "id_student"] = 1
+    scores.to_csv(ws / VALID_SCORES, index=False)
+    fails_with(ws, f"{VALID_SCORES}: id_student, code_presentation: expected the")
+
+
+def test_valid_scores_that_are_not_probabilities_fail(ws: Path):
+    scores = pd.read_csv(ws / VALID_SCORES)
+    scores.loc[0, "y_score"] = 1.5
+    scores.to_csv(ws / VALID_SCORES, index=False)
+    fails_with(ws, f"{VALID_SCORES}: y_score: expected a probability in [0, 1]")
+
+
+def test_valid_scores_with_other_labels_fail(ws: Path):
+    scores = pd.read_csv(ws / VALID_SCORES)
+    scores["y_true"] = 1 - scores["y_true"]
+    scores.to_csv(ws / VALID_SCORES, index=False)
+    fails_with(ws, f"{VALID_SCORES}: y_true: expected the valid split's at_risk")
+
+
 def test_a_missing_column_fails(ws: Path):
     write_predictions(ws, load_predictions(ws).drop(columns=["y_pred"]))
     fails_with(
@@ -483,63 +551,6 @@ def test_a_report_that_is_a_directory_fails(ws: Path):
 
 
 # --- the numpy metrics agree with scikit-learn and scipy ----------------------------------------
-
-
-def test_numpy_metrics_match_scikit_learn_and_scipy():
-    from scipy.stats import ks_2samp
-    from sklearn import metrics as skm
-    from sklearn.calibration import calibration_curve
-
-    rng = np.random.default_rng(0)
-    for trial in range(60):
-        n = int(rng.integers(10, 300))
-        y = rng.integers(0, 2, n)
-        y[:2] = [0, 1]
-        s = rng.random(n)
-        if trial % 2:
-            s = np.round(s, 1)  # heavy ties, and scores exactly on the calibration edges
-        assert evaluation.roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
-        assert evaluation.average_precision(y, s) == pytest.approx(
-            skm.average_precision_score(y, s), abs=1e-12
-        )
-        assert evaluation.brier(y, s) == pytest.approx(skm.brier_score_loss(y, s), abs=1e-12)
-        fraction, mean = calibration_curve(y, s, n_bins=10)
-        bins = evaluation.calibration_bins(y, s)
-        assert [b["fraction_positive"] for b in bins] == pytest.approx(list(fraction), abs=1e-12)
-        assert [b["mean_score"] for b in bins] == pytest.approx(list(mean), abs=1e-12)
-        p = (s >= 0.5).astype(int)
-        found = evaluation.label_metrics(evaluation.confusion(y, p))
-        assert found["f1"] == pytest.approx(skm.f1_score(y, p, zero_division=0), abs=1e-12)
-        assert found["precision"] == pytest.approx(
-            skm.precision_score(y, p, zero_division=0), abs=1e-12
-        )
-        a, b = rng.normal(size=n), np.round(rng.normal(0.3, size=n + 7), 1)
-        assert evaluation.ks_statistic(a, b) == pytest.approx(ks_2samp(a, b).statistic, abs=1e-12)
-
-
-def test_recall_at_budget_range_brackets_every_reasonable_definition():
-    from evaluation_builders import recall_at_budget
-
-    rng = np.random.default_rng(1)
-    for _ in range(200):
-        n = int(rng.integers(5, 200))
-        y = rng.integers(0, 2, n)
-        y[0] = 1
-        s = np.round(rng.random(n), int(rng.integers(1, 3)))
-        budget = float(rng.uniform(0.05, 0.95))
-        low, high = evaluation.recall_at_budget_range(y, s, budget)
-        assert low - 1e-12 <= recall_at_budget(y, s, budget) <= high + 1e-12
-        for k in {int(np.floor(budget * n)), int(np.ceil(budget * n))} - {0}:
-            top = np.argsort(-s, kind="stable")[:k]
-            assert low - 1e-12 <= y[top].sum() / y.sum() <= high + 1e-12
-
-
-def test_recall_at_k_breaks_ties_both_ways():
-    y = np.array([1, 0, 1, 0, 1, 0])
-    s = np.array([0.9, 0.5, 0.5, 0.5, 0.1, 0.2])
-    assert evaluation.recall_at_k(y, s, 1) == (1 / 3, 1 / 3)
-    assert evaluation.recall_at_k(y, s, 2) == (1 / 3, 2 / 3)  # one of three tied learners
-    assert evaluation.recall_at_k(y, s, 4) == (2 / 3, 2 / 3)  # all three tied learners
 
 
 # --- the real chain ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import checker
 import checker.lab  # noqa: F401 - registers lab_improved until checker/__init__ imports it
 import checker.self_assessment  # noqa: F401 - registers self_assessed likewise
 from checker.chain import CI_PARAMETERS, SOLUTIONS, run_chain
-from checker.monitoring import psi as course_psi
+from checker.metrics import psi as course_psi
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = {p.name[:2]: p for p in sorted(SOLUTIONS.glob("[0-9][0-9]-exercise-*.ipynb"))}

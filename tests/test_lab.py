@@ -141,7 +141,7 @@ def test_a_split_file_changed_after_versioning_is_named(lab: Path):
     claimed = manifest_of(lab)["splits"]["test"]["sha256"]
     with gzip.open(lab / "lab" / "test.csv.gz", "ab") as handle:
         handle.write(b"")  # same rows, new bytes: a new gzip member
-    found = checker.manifest.sha256_file(lab / "lab" / "test.csv.gz")
+    found = checker.workspace.sha256_file(lab / "lab" / "test.csv.gz")
     assert found != claimed
     assert messages(lab) == [
         f"lab/manifest.json: splits.test.sha256: expected {found} (the sha256 of "

@@ -212,6 +212,35 @@ def test_a_version_that_does_not_recompute_is_named(workspace: Path):
     ]
 
 
+def test_a_split_gzipped_with_a_timestamp_and_a_file_name_fails_at_stage_02(workspace: Path):
+    """`to_csv(path, compression="gzip")` records the time and the file name in the header: the
+    same rows give other bytes on every rerun, so the data version never reproduces."""
+    manifest = load_manifest(workspace)
+    rel = manifest["splits"]["train"]["path"]
+    frame = pd.read_csv(workspace / rel)
+    frame.to_csv(workspace / rel, index=False, compression="gzip")
+    save_manifest(workspace, rehash(workspace, manifest))  # every hash agrees with the files
+    [message] = messages(workspace)  # and the hint is stage 02's (messages() asserts it)
+    assert message.startswith(f"data/manifest.json: splits.train.path: {rel}: gzip header: ")
+    assert "expected mtime 0 and no file name" in message
+    assert "found mtime " in message and "the file name 'train.csv'" in message
+
+
+def test_a_gzip_header_with_only_a_file_name_fails(workspace: Path):
+    manifest = load_manifest(workspace)
+    rel = manifest["splits"]["valid"]["path"]
+    data = gzip.decompress((workspace / rel).read_bytes())
+    with (
+        (workspace / rel).open("wb") as raw,
+        gzip.GzipFile(filename="valid.csv", fileobj=raw, mode="wb", mtime=0) as gz,
+    ):
+        gz.write(data)
+    save_manifest(workspace, rehash(workspace, manifest))
+    [message] = messages(workspace)
+    assert "gzip header" in message and "found the file name 'valid.csv'" in message
+    assert "mtime 1" not in message
+
+
 def test_the_optional_production_split_can_go(workspace: Path):
     manifest = load_manifest(workspace)
     del manifest["splits"]["production"]

@@ -12,8 +12,7 @@ from stage_builders_01 import VALID_PROBLEM, write_problem
 
 import checker
 from checker.contract import schema
-from checker.errors import Invalid
-from checker.problem import METRICS, read_problem
+from checker.problem import METRICS, problem_fields
 from checker.workspace import Workspace
 
 
@@ -53,14 +52,31 @@ def test_the_metrics_are_the_schema_enum():
     )
 
 
-def test_other_metrics_need_no_budget(ws: Path):
+def test_another_metric_with_a_budget_passes(ws: Path):
+    def change(d: dict) -> None:
+        d["success"] |= {"metric": "roc_auc", "target": 0.8}
+        d["baseline"]["metric_value"] = 0.7
+
+    edit(ws, change)
+    assert run(ws).passed, run(ws).messages
+
+
+def test_roc_auc_without_a_budget_is_refused_at_stage_01(ws: Path):
+    """Stages 04, 06 and 07 need the budget whatever the metric (the threshold, recall at it)."""
+
     def change(d: dict) -> None:
         d["success"] |= {"metric": "roc_auc", "target": 0.8}
         del d["success"]["budget"]
         d["baseline"]["metric_value"] = 0.7
 
     edit(ws, change)
-    assert run(ws).passed, run(ws).messages
+    result = run(ws)
+    assert "01-problem-definition.ipynb" in result.hint
+    assert result.messages == [
+        "problem.yaml: success.budget: expected the share of learners you can act on (required "
+        "whatever the metric: stage 04 sets its threshold from it, stages 06 and 07 measure "
+        "recall at it), found it missing"
+    ]
 
 
 def test_a_comparison_in_a_definition_is_not_a_placeholder(ws: Path):
@@ -108,7 +124,8 @@ VIOLATIONS = {
     "budget missing": (
         _drop("success", "budget"),
         "problem.yaml: success.budget: expected the share of learners you can act on "
-        "(required for recall_at_budget), found it missing",
+        "(required whatever the metric: stage 04 sets its threshold from it, stages 06 and 07 "
+        "measure recall at it), found it missing",
     ),
     "budget everyone": (
         _set("success", "budget", 1.0),
@@ -279,8 +296,21 @@ def test_the_check_never_writes(ws: Path):
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in ws.rglob("*")} == before
 
 
-def test_read_problem_returns_the_document_or_raises(ws: Path):
-    assert read_problem(Workspace(ws))["constraints"]["latency_p95_ms"] == 200
-    edit(ws, _set("success", "target", 3))
-    with pytest.raises(Invalid, match="success.target"):
-        read_problem(Workspace(ws))
+def test_problem_fields_are_what_later_stages_compare_with(ws: Path):
+    fields = problem_fields(Workspace(ws))
+    assert set(fields) == {"metric", "target", "budget", "latency_p95_ms", "max_fairness_gap"}
+    assert fields["metric"] == "recall_at_budget" and fields["latency_p95_ms"] == 200
+
+
+def test_problem_fields_leave_out_what_is_not_usable(ws: Path):
+    def unusable(d: dict) -> None:
+        d["constraints"]["latency_p95_ms"] = float("inf")
+        d["success"]["budget"] = True
+
+    edit(ws, unusable)
+    fields = problem_fields(Workspace(ws))
+    assert "latency_p95_ms" not in fields and "budget" not in fields and "target" in fields
+    (ws / "problem.yaml").write_text("[1, 2", encoding="utf-8")
+    assert problem_fields(Workspace(ws)) == {}
+    (ws / "problem.yaml").unlink()
+    assert problem_fields(Workspace(ws)) == {}

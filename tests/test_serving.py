@@ -21,7 +21,8 @@ from serving_builders import (
 )
 
 import checker
-from checker.serving import bucket, percentile, route, share_tolerance
+from checker.metrics import percentile
+from checker.serving import bucket, route, share_tolerance
 
 
 @pytest.fixture(scope="module")

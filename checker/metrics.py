@@ -1,0 +1,315 @@
+"""The metrics the checker recomputes, one definition each.
+
+Every check that recomputes a figure calls the function here: stage 04's evaluation (ROC AUC,
+PR AUC, Brier score, the label metrics, recall at budget, calibration bins, KS, the decision
+threshold), stage 05's latency percentiles, stage 06's monitoring (PSI, KS, ROC AUC, recall at
+budget, p95). The stage notebooks import the helpers they are given from here too
+(`from checker.metrics import recall_at_budget`). Each function matches the library a notebook
+uses (scikit-learn, scipy, numpy) and `tests/test_metrics.py` holds it to that library. Only numpy
+is imported: `sklearn.metrics` or `scipy.stats` would cost every grading process a second or more.
+
+Inputs are array-likes (lists, numpy arrays, pandas Series); `psi` and `ks_statistic` also take
+the checker's table columns (`checker.table.Column`), whose sorted values are computed once per
+file. Two choices are the course's, stated once here:
+
+- **Missing values.** NaN, None and +-inf are missing. PSI counts them in a bin of their own; KS
+  drops them (`scipy.stats.ks_2samp` on the finite values).
+- **Recall at budget.** Tutors call `budget x n` learners, a count that is rarely whole, and break
+  ties at the cut somehow. `recall_at_budget_bounds` is the range a fair answer may take: from
+  the recall among the floor(budget x n) top learners, ties broken against the positives, to the
+  recall among the ceil(budget x n), ties broken for them. With fewer than 1/budget rows the
+  floor is 0 learners: nobody called, recall 0. `recall_at_budget` is the value stage 01 teaches
+  (the fractional call, ties in expectation); it always lies in that range.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from checker.table import Column
+
+CALIBRATION_BINS = 10
+EMPTY_SHARE = 1e-4  # the share an empty PSI bin gets, so that ln(q/p) stays finite
+QUANTILES = tuple(i / 10 for i in range(1, 10))  # PSI's bin edges: the reference's deciles
+
+
+def _labels(y_true: Any) -> np.ndarray:
+    return np.asarray(y_true, dtype=int)
+
+
+def _scores(y_score: Any) -> np.ndarray:
+    return np.asarray(y_score, dtype=float)
+
+
+# --- ranking: ROC AUC, PR AUC -----------------------------------------------------------------
+
+
+def roc_auc(y_true: Any, y_score: Any) -> float:
+    """Area under the ROC curve (`sklearn.metrics.roc_auc_score`): the Mann-Whitney statistic,
+    ties sharing their average rank. ValueError unless both classes are present."""
+    y, s = _labels(y_true), _scores(y_score)
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if not positives or not negatives:
+        raise ValueError("ROC AUC needs both classes")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0
+    ranks = average_rank[inverse]
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def _ranked(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative true and false positives at each distinct score, highest score first."""
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s) - 1]
+    tps = np.cumsum(y_sorted)[last]
+    return tps, (last + 1) - tps
+
+
+def average_precision(y_true: Any, y_score: Any) -> float:
+    """PR AUC as average precision (`sklearn.metrics.average_precision_score`): the sum over
+    thresholds of precision times the gain in recall, not the trapezoidal area."""
+    y, s = _labels(y_true), _scores(y_score)
+    if not y.sum():
+        raise ValueError("average precision needs at least one positive")
+    tps, fps = _ranked(y, s)
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def brier(y_true: Any, y_score: Any) -> float:
+    """Mean squared distance between probability and outcome (`brier_score_loss`)."""
+    return float(np.mean((_scores(y_score) - _labels(y_true)) ** 2))
+
+
+# --- decisions: the confusion matrix and the label metrics --------------------------------------
+
+
+def confusion(y_true: Any, y_pred: Any) -> dict[str, int]:
+    """`tn`, `fp`, `fn`, `tp` of 0/1 decisions (`confusion_matrix(...).ravel()`)."""
+    y, p = _labels(y_true), _labels(y_pred)
+    return {
+        "tn": int(np.sum((y == 0) & (p == 0))),
+        "fp": int(np.sum((y == 0) & (p == 1))),
+        "fn": int(np.sum((y == 1) & (p == 0))),
+        "tp": int(np.sum((y == 1) & (p == 1))),
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0  # scikit-learn's zero_division=0
+
+
+def label_metrics(cm: dict[str, int]) -> dict[str, float]:
+    """accuracy, precision, recall, f1 and selection_rate of a confusion matrix (0 when
+    undefined, scikit-learn's `zero_division=0`)."""
+    tn, fp, fn, tp = cm["tn"], cm["fp"], cm["fn"], cm["tp"]
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    return {
+        "accuracy": _ratio(tp + tn, tn + fp + fn + tp),
+        "precision": precision,
+        "recall": recall,
+        "f1": _ratio(2 * precision * recall, precision + recall),
+        "selection_rate": _ratio(tp + fp, tn + fp + fn + tp),
+    }
+
+
+# --- recall at budget ---------------------------------------------------------------------------
+
+
+def recall_at_k(y_true: Any, y_score: Any, k: int) -> tuple[float, float]:
+    """Recall among the k highest scores, as (lowest, highest) over the ways to break ties at the
+    cut; equal when no tie straddles the k-th score. k <= 0 calls nobody: (0, 0)."""
+    y, s = _labels(y_true), _scores(y_score)
+    positives = int(y.sum())
+    if not positives:
+        raise ValueError("recall needs at least one positive")
+    k = min(len(s), k)
+    if k <= 0:
+        return 0.0, 0.0
+    cut = np.sort(s)[::-1][k - 1]
+    above, tied = s > cut, s == cut
+    taken = k - int(above.sum())
+    pos_above, pos_tied = int(y[above].sum()), int(y[tied].sum())
+    neg_tied = int(tied.sum()) - pos_tied
+    low = pos_above + max(0, taken - neg_tied)
+    high = pos_above + min(taken, pos_tied)
+    return low / positives, high / positives
+
+
+def recall_at_budget_bounds(y_true: Any, y_score: Any, budget: float) -> tuple[float, float]:
+    """The range a fair recall at budget may take (the module's docstring): from the floor
+    (budget x n) top learners with ties broken against, to the ceil(budget x n) with ties for."""
+    calls = budget * len(_labels(y_true))
+    low, _ = recall_at_k(y_true, y_score, math.floor(calls))
+    _, high = recall_at_k(y_true, y_score, math.ceil(calls))
+    return float(low), float(high)
+
+
+def recall_at_budget(y_true: Any, y_score: Any, budget: float) -> float:
+    """Stage 01's recall at budget: the share of at-risk learners among the `budget` share of
+    learners with the highest scores, counting a fractional last call and picking among tied
+    learners at random (in expectation). Within `recall_at_budget_bounds`."""
+    y, s = _labels(y_true).astype(float), _scores(y_score)
+    if not y.sum():
+        raise ValueError("recall needs at least one positive")
+    calls = budget * len(y)
+    found = taken = 0.0
+    for value in np.unique(s)[::-1]:  # the highest score first
+        tied = s == value
+        take = min(float(tied.sum()), calls - taken)
+        if take <= 0:
+            break
+        found += y[tied].sum() * take / tied.sum()
+        taken += take
+    return float(found / y.sum())
+
+
+# --- the decision threshold -------------------------------------------------------------------
+
+
+def threshold_bounds(y_score: Any, budget: float) -> tuple[float, float, float]:
+    """The decision threshold that flags a `budget` share of the scores (stage 04's rule), as
+    (threshold, lowest accepted, highest accepted).
+
+    The threshold is the `1 - budget` quantile of the scores (`np.quantile`, linear). Any value
+    from the order statistic just below the two that quantile sits between to the one just
+    above them is accepted: other quantile methods (`lower`, `higher`, `nearest`) and a top-k cut
+    with k = floor or ceil of budget x n land there; a threshold of another split does not.
+    """
+    s = np.sort(_scores(y_score))
+    if not s.size:
+        raise ValueError("a threshold needs at least one score")
+    position = (s.size - 1) * (1 - budget)
+    low = s[max(0, math.floor(position) - 1)]
+    high = s[min(s.size - 1, math.ceil(position) + 1)]
+    return float(np.quantile(s, 1 - budget)), float(low), float(high)
+
+
+def flagged_share(y_score: Any, threshold: float) -> float:
+    """The share of scores at or above `threshold`: the learners the decision flags."""
+    s = _scores(y_score)
+    return float(np.mean(s >= threshold)) if s.size else 0.0
+
+
+# --- calibration --------------------------------------------------------------------------------
+
+
+def calibration_bins(y_true: Any, y_score: Any, bins: int = CALIBRATION_BINS) -> list[dict]:
+    """Equal-width bins on [0, 1] (each (lower, upper], the first one closed), non-empty ones only,
+    as `sklearn.calibration.calibration_curve(strategy="uniform")` bins them."""
+    y, s = _labels(y_true), _scores(y_score)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.searchsorted(edges[1:-1], s, side="left")
+    out = []
+    for i in range(bins):
+        mask = index == i
+        if mask.any():
+            out.append(
+                {
+                    "lower": float(edges[i]),
+                    "upper": float(edges[i + 1]),
+                    "count": int(mask.sum()),
+                    "mean_score": float(s[mask].mean()),
+                    "fraction_positive": float(y[mask].mean()),
+                }
+            )
+    return out
+
+
+# --- drift: PSI and KS --------------------------------------------------------------------------
+
+
+def _column(values: Any) -> Column:
+    import pandas as pd
+
+    from checker.table import Column
+
+    return values if isinstance(values, Column) else Column(pd.Series(values))
+
+
+def is_numeric(values: Any) -> bool:
+    """Numeric for PSI and KS: pandas reads the values as numbers (booleans are categories)."""
+    return _column(values).numeric
+
+
+def psi_counts(reference: Any, current: Any) -> tuple[list[str], list[int], list[int]]:
+    """The bins of the course's PSI, with the reference's and the current's count in each.
+
+    Numeric (both numeric): the bin edges are the reference's deciles, `np.quantile` at 0.1, ...,
+    0.9 (linear) of its finite values, duplicates dropped; the bins are (-inf, q1], (q1, q2], ...,
+    (qk, inf), then one bin for missing values (NaN and +-inf). Categorical (otherwise): one bin
+    per category (as text) seen in either, then one for missing values.
+    """
+    ref, cur = _column(reference), _column(current)
+    if ref.numeric and cur.numeric:
+        present = ref.finite
+        edges = np.unique(np.quantile(present, QUANTILES)) if present.size else np.array([])
+        labels = [f"<= {e:g}" for e in edges] + [f"> {edges[-1]:g}" if edges.size else "all"]
+
+        def count(column: Column) -> list[int]:
+            bins = np.searchsorted(edges, column.finite, side="left")
+            counts = np.bincount(bins, minlength=edges.size + 1).tolist()
+            return [*counts, len(column) - column.finite.size]
+
+        return [*labels, "missing"], count(ref), count(cur)
+    ref_counts, cur_counts = ref.counts, cur.counts
+    categories = sorted(set(ref_counts) | set(cur_counts))
+    return (
+        [*categories, "missing"],
+        [ref_counts.get(c, 0) for c in categories] + [ref.missing],
+        [cur_counts.get(c, 0) for c in categories] + [cur.missing],
+    )
+
+
+def shares(counts: Sequence[int]) -> np.ndarray:
+    """Counts as proportions of all rows, with empty bins set to `EMPTY_SHARE`."""
+    total = sum(counts)
+    if total == 0:
+        raise ValueError("PSI needs at least one row in each sample")
+    p = np.asarray(counts, dtype=float) / total
+    p[p == 0] = EMPTY_SHARE
+    return p
+
+
+def psi(reference: Any, current: Any) -> float:
+    """Population stability index of `current` against `reference`: sum((q - p) * ln(q / p))
+    over the bins of `psi_counts`, p and q the shares of all rows (`shares`)."""
+    _, ref, cur = psi_counts(reference, current)
+    p, q = shares(ref), shares(cur)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def ks_statistic(reference: Any, current: Any) -> float | None:
+    """The two-sample Kolmogorov-Smirnov statistic (`scipy.stats.ks_2samp(...).statistic`) of
+    the finite values of two numeric samples; None for a categorical one or an empty side."""
+    ref, cur = _column(reference), _column(current)
+    if not (ref.numeric and cur.numeric):
+        return None
+    a, b = ref.finite, cur.finite
+    if not a.size or not b.size:
+        return None
+    both = np.concatenate([a, b])
+    gap = (
+        np.searchsorted(a, both, side="right") / a.size
+        - np.searchsorted(b, both, side="right") / b.size
+    )
+    return float(np.abs(gap).max())
+
+
+# --- percentiles --------------------------------------------------------------------------------
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """`numpy.percentile(values, q)` with its default linear interpolation."""
+    array = np.asarray(list(values), dtype=float)
+    if not array.size:
+        raise ValueError("a percentile needs at least one value")
+    return float(np.percentile(array, q))

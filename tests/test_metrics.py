@@ -1,0 +1,240 @@
+"""checker/metrics.py: one definition per metric, held to scikit-learn, scipy and numpy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import ks_2samp
+from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
+
+from checker import metrics
+from checker.metrics import EMPTY_SHARE, psi, psi_counts
+
+
+def term(p: float, q: float) -> float:
+    return (q - p) * math.log(q / p)
+
+
+def samples(seed: int, trials: int = 60):  # noqa: ANN201 - (y, s) pairs
+    """Labels with both classes and scores, every other trial with heavy ties (and scores
+    exactly on the calibration edges)."""
+    rng = np.random.default_rng(seed)
+    for trial in range(trials):
+        n = int(rng.integers(10, 300))
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        s = rng.random(n)
+        yield y, (np.round(s, 1) if trial % 2 else s)
+
+
+# --- parity with scikit-learn -------------------------------------------------------------------
+
+
+def test_ranking_metrics_match_scikit_learn():
+    for y, s in samples(0):
+        assert metrics.roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+        assert metrics.average_precision(y, s) == pytest.approx(
+            skm.average_precision_score(y, s), abs=1e-12
+        )
+        assert metrics.brier(y, s) == pytest.approx(skm.brier_score_loss(y, s), abs=1e-12)
+
+
+def test_label_metrics_match_scikit_learn():
+    for y, s in samples(1):
+        for threshold in (0.0, 0.5, 1.1):  # 1.1: nobody flagged, precision undefined -> 0
+            p = (s >= threshold).astype(int)
+            cm = metrics.confusion(y, p)
+            assert list(cm.values()) == skm.confusion_matrix(y, p, labels=[0, 1]).ravel().tolist()
+            found = metrics.label_metrics(cm)
+            for name, reference in (
+                ("accuracy", skm.accuracy_score(y, p)),
+                ("precision", skm.precision_score(y, p, zero_division=0)),
+                ("recall", skm.recall_score(y, p, zero_division=0)),
+                ("f1", skm.f1_score(y, p, zero_division=0)),
+            ):
+                assert found[name] == pytest.approx(reference, abs=1e-12), name
+            assert found["selection_rate"] == pytest.approx(p.mean(), abs=1e-12)
+
+
+def test_calibration_bins_match_calibration_curve():
+    for y, s in samples(2):
+        fraction, mean = calibration_curve(y, s, n_bins=10, strategy="uniform")
+        bins = metrics.calibration_bins(y, s)
+        assert [b["fraction_positive"] for b in bins] == pytest.approx(list(fraction), abs=1e-12)
+        assert [b["mean_score"] for b in bins] == pytest.approx(list(mean), abs=1e-12)
+        assert sum(b["count"] for b in bins) == len(y)
+
+
+def test_roc_auc_by_hand_and_with_one_class():
+    assert metrics.roc_auc([0, 0, 1, 1, 0, 1], [0.1, 0.4, 0.35, 0.8, 0.2, 0.9]) == pytest.approx(
+        8 / 9
+    )
+    assert metrics.roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.2, 0.9]) == pytest.approx(0.875)  # a tie
+    with pytest.raises(ValueError, match="both classes"):
+        metrics.roc_auc([1, 1], [0.2, 0.3])
+
+
+# --- parity with scipy: KS ----------------------------------------------------------------------
+
+
+def test_ks_statistic_matches_scipy_on_the_finite_values():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        a = rng.normal(size=int(rng.integers(5, 300))).round(int(rng.integers(0, 3)))
+        b = rng.normal(0.3, 1.2, size=int(rng.integers(5, 300))).round(1)
+        assert metrics.ks_statistic(a, b) == pytest.approx(ks_2samp(a, b).statistic, abs=1e-12)
+
+
+def test_ks_statistic_drops_missing_values_and_infinities():
+    """The stated definition: NaN and +-inf are missing, as in PSI; stage 04's KS and stage 06's
+    are this one function."""
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=200).round(1)
+    b = rng.normal(0.5, size=150).round(1)
+    dirty = pd.Series(np.r_[a, [np.nan, np.inf, -np.inf, np.inf]])
+    expected = ks_2samp(a, b).statistic
+    assert metrics.ks_statistic(dirty, b) == pytest.approx(expected, abs=1e-12)
+    assert metrics.ks_statistic(pd.Series(["a", "b"]), pd.Series(["a"])) is None
+    assert metrics.ks_statistic(pd.Series([np.nan, np.inf]), b) is None
+
+
+# --- recall at budget ---------------------------------------------------------------------------
+
+
+def test_recall_at_budget_lies_within_its_bounds_as_every_fair_count_does():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(2, 200))
+        y = rng.integers(0, 2, n)
+        y[0] = 1
+        s = np.round(rng.random(n), int(rng.integers(1, 3)))
+        budget = float(rng.uniform(0.05, 0.95))
+        low, high = metrics.recall_at_budget_bounds(y, s, budget)
+        assert low - 1e-12 <= metrics.recall_at_budget(y, s, budget) <= high + 1e-12
+        for k in {math.floor(budget * n), math.ceil(budget * n)}:
+            top = np.argsort(-s, kind="stable")[:k]
+            assert low - 1e-12 <= y[top].sum() / y.sum() <= high + 1e-12
+
+
+def test_recall_at_budget_with_fewer_than_one_over_budget_rows_may_call_nobody():
+    """budget x n < 1: the floor is nobody called (recall 0), the ceil one learner."""
+    y, s = np.array([1, 0, 0]), np.array([0.9, 0.2, 0.1])
+    assert metrics.recall_at_budget_bounds(y, s, 0.2) == (0.0, 1.0)
+    assert metrics.recall_at_budget(y, s, 0.2) == pytest.approx(0.6)  # 0.6 of a call
+    assert metrics.recall_at_k(y, s, 0) == (0.0, 0.0)
+
+
+def test_recall_at_budget_bounds_cover_rounding_and_ties() -> None:
+    y = [1, 0, 1, 0, 1, 0, 0, 0, 0, 1]
+    s = [0.9, 0.8, 0.8, 0.8, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
+    low, high = metrics.recall_at_budget_bounds(y, s, 0.25)  # 2.5 calls
+    assert (low, high) == (0.25, 0.5)  # floor 2, tie lost: 1 of 4; ceil 3, ties won: 2 of 4
+    assert low <= metrics.recall_at_budget(y, s, 0.25) <= high
+    assert metrics.recall_at_budget_bounds(y, s, 0.5) == (0.75, 0.75)
+
+
+def test_recall_at_k_breaks_ties_both_ways():
+    y = np.array([1, 0, 1, 0, 1, 0])
+    s = np.array([0.9, 0.5, 0.5, 0.5, 0.1, 0.2])
+    assert metrics.recall_at_k(y, s, 1) == (1 / 3, 1 / 3)
+    assert metrics.recall_at_k(y, s, 2) == (1 / 3, 2 / 3)  # one of three tied learners
+    assert metrics.recall_at_k(y, s, 4) == (2 / 3, 2 / 3)  # all three tied learners
+
+
+# --- the decision threshold -------------------------------------------------------------------
+
+
+def test_threshold_bounds_hold_the_quantile_and_its_neighbours():
+    s = np.arange(10) / 10  # 0.0 ... 0.9
+    threshold, low, high = metrics.threshold_bounds(s, 0.3)
+    assert threshold == pytest.approx(np.quantile(s, 0.7))  # 0.63
+    assert (low, high) == (0.5, 0.8)
+    assert metrics.flagged_share(s, threshold) == pytest.approx(0.3)
+    assert metrics.flagged_share(s, np.quantile(s, 0.3)) == pytest.approx(0.7)
+
+
+# --- percentiles ---------------------------------------------------------------------------------
+
+
+def test_percentile_is_numpys():
+    rng = np.random.default_rng(6)
+    for _ in range(30):
+        values = rng.exponential(10, size=int(rng.integers(1, 500))).tolist()
+        for q in (50, 95, 99):
+            assert metrics.percentile(values, q) == pytest.approx(np.percentile(values, q))
+    assert metrics.percentile([1.0, 2.0, 3.0, 4.0], 95) == pytest.approx(3.85)
+    with pytest.raises(ValueError, match="at least one value"):
+        metrics.percentile([], 95)
+
+
+# --- PSI -----------------------------------------------------------------------------------------
+
+
+def test_psi_of_identical_samples_is_zero() -> None:
+    numbers = pd.Series(np.random.default_rng(0).normal(size=500))
+    words = pd.Series(["a", "b", "b", None, "c"] * 20)
+    assert psi(numbers, numbers) == 0.0
+    assert psi(words, words.sample(frac=1.0, random_state=1)) == 0.0
+
+
+def test_psi_of_two_categories_by_hand() -> None:
+    reference = pd.Series(["a"] * 50 + ["b"] * 50)
+    current = pd.Series(["a"] * 80 + ["b"] * 20)
+    # p = (0.5, 0.5), q = (0.8, 0.2); the empty missing bin is 1e-4 on both sides and adds 0.
+    expected = 0.3 * math.log(0.8 / 0.5) + (-0.3) * math.log(0.2 / 0.5)
+    assert psi(reference, current) == pytest.approx(expected, abs=1e-12)
+    assert expected == pytest.approx(0.415888, abs=1e-6)
+
+
+def test_psi_of_numbers_uses_reference_deciles() -> None:
+    reference = pd.Series(np.arange(1, 11, dtype=float))  # deciles 1.9, 2.8, ..., 9.1: 1 per bin
+    current = pd.Series([1.0] * 5 + [10.0] * 5)  # all in the first and the last bin
+    labels, ref, cur = psi_counts(reference, current)
+    assert labels[0] == "<= 1.9" and labels[-2] == "> 9.1" and labels[-1] == "missing"
+    assert ref == [1] * 10 + [0]
+    assert cur == [5] + [0] * 8 + [5, 0]
+    expected = 2 * term(0.1, 0.5) + 8 * term(0.1, EMPTY_SHARE)
+    assert psi(reference, current) == pytest.approx(expected, abs=1e-12)
+    assert expected == pytest.approx(6.80823, abs=1e-5)
+
+
+def test_psi_bins_are_closed_on_the_right() -> None:
+    reference = pd.Series(np.arange(1, 11, dtype=float))
+    _, _, cur = psi_counts(reference, pd.Series([1.9, 1.9000001, 9.1, 9.2]))
+    assert cur == [1, 1] + [0] * 6 + [1, 1, 0]
+
+
+def test_psi_counts_a_new_category() -> None:
+    reference = pd.Series(["AAA"] * 60 + ["BBB"] * 40)
+    current = pd.Series(["AAA"] * 45 + ["BBB"] * 30 + ["CCC"] * 25)
+    labels, ref, cur = psi_counts(reference, current)
+    assert labels == ["AAA", "BBB", "CCC", "missing"]
+    assert ref == [60, 40, 0, 0] and cur == [45, 30, 25, 0]
+    expected = term(0.6, 0.45) + term(0.4, 0.30) + term(EMPTY_SHARE, 0.25)
+    assert psi(reference, current) == pytest.approx(expected, abs=1e-12)
+    assert psi(reference, current) > 1.0  # one new category alone is a huge shift
+
+
+def test_psi_puts_missing_values_in_their_own_bin() -> None:
+    reference = pd.Series(["x"] * 90 + [None] * 10)
+    current = pd.Series(["x"] * 50 + [np.nan] * 50)
+    assert psi_counts(reference, current)[1:] == ([90, 10], [50, 50])
+    assert psi(reference, current) == pytest.approx(term(0.9, 0.5) + term(0.1, 0.5), abs=1e-12)
+    numbers = pd.Series(np.r_[np.arange(1, 11, dtype=float), [np.nan] * 10])
+    labels, ref, cur = psi_counts(numbers, pd.Series([np.nan, np.inf, 5.0, 5.0]))
+    assert ref[-1] == 10 and cur[-1] == 2  # NaN and infinity count as missing
+    assert sum(cur) == 4
+
+
+def test_psi_of_an_all_missing_reference_has_one_value_bin() -> None:
+    labels, ref, cur = psi_counts(pd.Series([np.nan] * 4), pd.Series([1.0, np.nan]))
+    assert labels == ["all", "missing"] and ref == [0, 4] and cur == [1, 1]
+
+
+def test_psi_needs_rows() -> None:
+    with pytest.raises(ValueError, match="at least one row"):
+        psi(pd.Series([], dtype=float), pd.Series([1.0]))

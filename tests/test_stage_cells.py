@@ -1,0 +1,209 @@
+"""The tests in the stage notebooks' grade cells, for the rules no artifact shows.
+
+The checker grades what a stage writes; some rules a notebook teaches leave no trace there: that
+`load_checkpoint` checks the sha256 *before* it unpickles (stage 03), `decide`'s precedence when
+no serving alert fired in the learner's data (stage 06), the promotion margin (stage 07). Their
+grade cells hold visible tests and hidden ones, as exercise 09 does for `psi`. Here the solution
+passes them, each plausible wrong answer fails with the case it broke, and the learner versions
+keep the visible tests but not the hidden ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import joblib
+import nbformat
+import numpy as np
+import pytest
+
+from checker.chain import RELEASE, SOLUTIONS
+
+HIDDEN = {
+    "03-training.ipynb": ("s03-load-checkpoint-tests", "HIDDEN_S03_CHECKPOINT"),
+    "06-monitoring.ipynb": ("s06-decide-tests", "HIDDEN_S06_DECIDE"),
+    "07-iteration-retirement.ipynb": ("s07-promotion-tests", "HIDDEN_S07_PROMOTE"),
+}
+
+
+def cell(notebook: str, grade_id: str, folder: Path = SOLUTIONS) -> str:
+    nb = nbformat.read(str(folder / notebook), as_version=4)
+    return next(
+        c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+    )
+
+
+def visible(source: str) -> str:
+    """The grade cell as a learner sees it: nbgrader drops the hidden region."""
+    kept, hidden = [], False
+    for line in source.splitlines(keepends=True):
+        if "### BEGIN HIDDEN TESTS" in line:
+            hidden = True
+        elif "### END HIDDEN TESTS" in line:
+            hidden = False
+        elif not hidden:
+            kept.append(line)
+    return "".join(kept)
+
+
+def run(source: str, namespace: dict) -> dict:
+    exec(compile(source, "<grade cell>", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# --- stage 03: load_checkpoint ----------------------------------------------------------------
+
+
+def checkpoint_namespace(ws: Path) -> dict:
+    return {"ws": ws, "json": json, "joblib": joblib, "os": os, "sha256_file": sha256_file}
+
+
+def solution_load_checkpoint(ws: Path) -> dict:
+    return run(cell("03-training.ipynb", "s03-resume"), checkpoint_namespace(ws))
+
+
+UNVERIFIED = """
+def load_checkpoint(run_id, epoch=None):
+    index = json.loads((ws / "checkpoints" / run_id / "index.json").read_text())
+    entries = index["epochs"]
+    entry = entries[-1] if epoch is None else next(e for e in entries if e["epoch"] == epoch)
+    return joblib.load(ws / entry["path"]), entry["epoch"]
+"""
+
+LOAD_THEN_VERIFY = """
+def load_checkpoint(run_id, epoch=None):
+    index = json.loads((ws / "checkpoints" / run_id / "index.json").read_text())
+    entries = index["epochs"]
+    entry = entries[-1] if epoch is None else next(e for e in entries if e["epoch"] == epoch)
+    pipe = joblib.load(ws / entry["path"])
+    if sha256_file(ws / entry["path"]) != entry["sha256"]:
+        raise ValueError("changed")
+    return pipe, entry["epoch"]
+"""
+
+VERIFIES_THE_LAST = """
+def load_checkpoint(run_id, epoch=None):
+    index = json.loads((ws / "checkpoints" / run_id / "index.json").read_text())
+    last = index["epochs"][-1]
+    if sha256_file(ws / last["path"]) != last["sha256"]:
+        raise ValueError("changed")
+    entry = last if epoch is None else next(e for e in index["epochs"] if e["epoch"] == epoch)
+    return joblib.load(ws / entry["path"]), entry["epoch"]
+"""
+
+BY_POSITION = """
+def load_checkpoint(run_id, epoch=None):
+    index = json.loads((ws / "checkpoints" / run_id / "index.json").read_text())
+    entry = index["epochs"][-1 if epoch is None else epoch - 1]
+    if sha256_file(ws / entry["path"]) != entry["sha256"]:
+        raise ValueError("changed")
+    return joblib.load(ws / entry["path"]), entry["epoch"]
+"""
+
+
+def test_the_solution_load_checkpoint_passes_and_leaves_no_scratch_folder(tmp_path: Path):
+    namespace = solution_load_checkpoint(tmp_path)
+    run(cell("03-training.ipynb", "s03-load-checkpoint-tests"), namespace)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("wrong", "fails"),
+    [
+        (UNVERIFIED, "a file whose sha256 differs from the index must raise ValueError"),
+        (LOAD_THEN_VERIFY, "a file whose sha256 differs from the index must raise ValueError"),
+        (VERIFIES_THE_LAST, "hidden test failed: a tampered earlier epoch"),
+        (BY_POSITION, "hidden test failed: an epoch found by its number"),
+    ],
+    ids=["never-verifies", "loads-then-verifies", "verifies-the-last", "by-position"],
+)
+def test_a_load_checkpoint_that_unpickles_unverified_files_fails(
+    tmp_path: Path, wrong: str, fails: str
+):
+    namespace = run(wrong, checkpoint_namespace(tmp_path))
+    with pytest.raises(AssertionError, match=fails):
+        run(cell("03-training.ipynb", "s03-load-checkpoint-tests"), namespace)
+    assert not (tmp_path / "checkpoints" / ".selftest").exists()
+
+
+def test_verifying_the_last_file_only_passes_the_visible_tests(tmp_path: Path):
+    namespace = run(VERIFIES_THE_LAST, checkpoint_namespace(tmp_path))
+    run(visible(cell("03-training.ipynb", "s03-load-checkpoint-tests")), namespace)
+
+
+# --- stage 06: decide ------------------------------------------------------------------------
+
+RETRAIN_FIRST = """
+def decide(alerts):
+    fired = {a["rule"] for a in alerts if a["fired"]}
+    if fired - {"latency_p95_ms", "error_rate"}:
+        return "retrain"
+    if fired:
+        return "rollback"
+    return "keep"
+"""
+
+ALWAYS_RETRAIN = """
+def decide(alerts):
+    return "retrain" if any(a["fired"] for a in alerts) else "keep"
+"""
+
+
+def test_the_solution_decide_passes():
+    namespace = run(cell("06-monitoring.ipynb", "s06-decide").split("\ndecision =")[0], {})
+    run(cell("06-monitoring.ipynb", "s06-decide-tests"), namespace)
+
+
+def test_a_decide_that_retrains_when_a_serving_alert_fired_fails():
+    namespace = run(ALWAYS_RETRAIN, {})
+    with pytest.raises(AssertionError, match="a serving rule fired: rollback"):
+        run(cell("06-monitoring.ipynb", "s06-decide-tests"), namespace)
+
+
+def test_a_decide_that_puts_retrain_first_passes_visible_tests_but_not_hidden_ones():
+    source = cell("06-monitoring.ipynb", "s06-decide-tests")
+    run(visible(source), run(RETRAIN_FIRST, {}))
+    with pytest.raises(AssertionError, match="a serving alert and a drift alert: rollback first"):
+        run(source, run(RETRAIN_FIRST, {}))
+
+
+# --- stage 07: should_promote ----------------------------------------------------------------
+
+NO_MARGIN = """
+MARGIN = 0.005
+
+
+def should_promote(new, old, margin=MARGIN):
+    return new["roc_auc"] > old["roc_auc"] and new["recall_at_budget"] >= old["recall_at_budget"]
+"""
+
+
+def test_the_solution_should_promote_passes():
+    namespace = run(cell("07-iteration-retirement.ipynb", "s07-promotion-rule"), {"np": np})
+    run(cell("07-iteration-retirement.ipynb", "s07-promotion-tests"), namespace)
+
+
+def test_a_promotion_rule_that_ignores_the_margin_passes_visible_tests_but_not_hidden_ones():
+    source = cell("07-iteration-retirement.ipynb", "s07-promotion-tests")
+    run(visible(source), run(NO_MARGIN, {"np": np}))
+    with pytest.raises(AssertionError, match="a gain smaller than the margin"):
+        run(source, run(NO_MARGIN, {"np": np}))
+
+
+# --- the learner versions -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("notebook", sorted(HIDDEN))
+def test_learner_versions_keep_the_visible_tests_and_drop_the_hidden_ones(notebook: str):
+    grade_id, marker = HIDDEN[notebook]
+    solution, released = cell(notebook, grade_id), cell(notebook, grade_id, RELEASE)
+    assert marker in solution and marker not in released
+    assert "BEGIN HIDDEN TESTS" not in released
+    assert released.strip() == visible(solution).strip()
