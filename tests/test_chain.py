@@ -87,3 +87,17 @@ def test_no_server_outlives_the_chain(chain):
     assert not [
         line for line in ps.splitlines() if "uvicorn" in line and str(chain.workspace) in line
     ]
+
+
+def test_a_full_run_passes_the_full_parameters_whatever_a_notebook_says():
+    """An edited default autosaved into a parameters cell must not turn `--full` into a sample."""
+    from checker.chain import FULL_PARAMETERS, demo_parameters
+
+    assert demo_parameters(full=True) == FULL_PARAMETERS
+    assert demo_parameters(full=False) == CI_PARAMETERS
+    for path in stage_notebooks(SOLUTIONS):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        [cell] = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+        declared: dict = {}
+        exec("".join(cell["source"]), {}, declared)  # the course's own committed source
+        assert {k: declared[k] for k in FULL_PARAMETERS} == FULL_PARAMETERS, path.name
