@@ -1,7 +1,7 @@
 # Model Lifecycle: every command bootstraps .venv from nothing on a fresh machine.
 #   make test        ruff + the whole test suite (every notebook executed; what CI runs)
 #   make demo        run the seven stage solutions into build/demo/workspace and grade it
-#   make lab         JupyterLab on the course
+#   make lab         JupyterLab on your working copy of the notebooks (build/lab/lifecycle/)
 #   make notebooks   regenerate the learner notebooks in notebooks/ from solutions/ (nbgrader)
 #   make mlflow-ui   MLflow's UI for a workspace (installs the `ui` extra on demand)
 
@@ -12,6 +12,7 @@ PY := $(BIN)/python
 WORKSPACE ?= build/demo/workspace
 PORT ?= 5000
 LAB_ARGS ?=  # e.g. --allow-root inside a container that runs as root
+LAB_DIR := build/lab/lifecycle
 
 # nbgrader runs `alembic` and papermill runs kernels through PATH: the venv comes first.
 export PATH := $(BIN):$(PATH)
@@ -33,22 +34,27 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m checker.chain --out build/demo
 
+# Learners work in a git-ignored copy of the released notebooks (build/lab/lifecycle/): saving from
+# the UI never touches a tracked file, and a notebook already there (their work) is never replaced.
 lab: $(VENV)/.installed
+	$(PY) -m checker.working_copy $(LAB_DIR)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=. \
-		--LabApp.default_url=/lab/tree/notebooks/lifecycle $(LAB_ARGS)
+		--LabApp.default_url=/lab/tree/$(LAB_DIR) $(LAB_ARGS)
 
 notebooks: $(VENV)/.installed
 	$(BIN)/nbgrader generate_assignment lifecycle --force --log-level=WARN
 
+# Installs the `ui` extra when the UI's own parts are missing (mlflow-skinny has the command but
+# no UI); one worker, telemetry off; prints the course's experiment and registry pages.
 mlflow-ui: $(VENV)/.installed
-	$(BIN)/mlflow --version >/dev/null 2>&1 || $(PY) -m pip install --quiet -e '.[ui]'
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(WORKSPACE))/mlflow.db \
-		--host 127.0.0.1 --port $(PORT)
+	$(PY) -m checker.mlflow_ui $(WORKSPACE) --port $(PORT)
 
 bench: $(VENV)/.installed
 	$(PY) bench/check_speed.py
 	$(PY) bench/chain_speed.py
 	$(PY) bench/grade_speed.py
 
+# Keeps what people made: learners' working copies (build/lab) and the exchange (build/exchange).
 clean:
-	rm -rf build gradebook.db .pytest_cache .ruff_cache
+	find build -mindepth 1 -maxdepth 1 ! -name lab ! -name exchange -exec rm -rf {} + 2>/dev/null || true
+	rm -rf gradebook.db .pytest_cache .ruff_cache
