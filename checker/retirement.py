@@ -31,7 +31,7 @@ from checker.workspace import MAX_DATA_BYTES, Workspace
 MODEL = "at-risk-day60"
 CARD = "MODEL_CARD.md"
 SUMS = "SHA256SUMS"
-STAGE = "07-iteration-retirement.ipynb (section 'Retire the replaced version')"
+STAGE = "07-iteration-retirement.ipynb (cells 'Your turn: the promotion rule', 'Your turn: `retire(version, reason)`' and 'Your turn: `sha256sums(folder)`')"
 REGISTRY_TABLES = (
     "registered_models",
     "model_versions",

@@ -22,7 +22,7 @@ CONFIG = "serving/config.json"
 LOG = "serving/requests.jsonl"
 SUMMARY = "serving/summary.json"
 PROBLEM = "problem.yaml"
-STAGE = "05-deployment.ipynb (sections 'Register the models' to 'Read the log')"
+STAGE = "05-deployment.ipynb (cells 'Your turn: the router', 'Your turn: the fallback chain' and 'Your turn: summarise the log')"
 REGISTRY_TABLES = (
     "registered_models",
     "model_versions",

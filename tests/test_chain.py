@@ -101,3 +101,18 @@ def test_a_full_run_passes_the_full_parameters_whatever_a_notebook_says():
         declared: dict = {}
         exec("".join(cell["source"]), {}, declared)  # the course's own committed source
         assert {k: declared[k] for k in FULL_PARAMETERS} == FULL_PARAMETERS, path.name
+
+
+def test_a_stage_run_out_of_order_says_which_notebook_to_run_first(tmp_path):
+    """Stage 04 on a workspace where only stages 01 and 02 ran: it names 03, not a raw error."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "problem.yaml").write_text("written by 01\n")
+    (workspace / "data").mkdir()
+    (workspace / "data" / "manifest.json").write_text("{}\n")
+    [run] = run_chain(
+        [RELEASE / "04-evaluation.ipynb"], workspace, tmp_path / "out", CI_PARAMETERS,
+        log=lambda _: None,
+    )  # fmt: skip
+    assert run.error is not None and run.error.startswith("CheckerError")
+    assert "run 03-training.ipynb first" in run.error
