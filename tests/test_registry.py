@@ -208,4 +208,6 @@ def test_every_hint_names_your_turn_cells_that_exist():
         named = re.findall(r"'(Your turn[^']*)'", registered.stage)
         assert named, f"{name}: the hint names no 'Your turn' cell: {registered.stage}"
         for turn in named:
-            assert any(t.startswith(turn) for t in titles), f"{name}: no cell {turn!r} in {notebook}"
+            assert any(t.startswith(turn) for t in titles), (
+                f"{name}: no cell {turn!r} in {notebook}"
+            )
