@@ -4,6 +4,7 @@
 #   make lab         JupyterLab on your working copy of the notebooks (build/lab/lifecycle/)
 #   make notebooks   regenerate the learner notebooks in notebooks/ from solutions/ (nbgrader)
 #   make mlflow-ui   MLflow's UI for a workspace (installs the `ui` extra on demand)
+#   make lock        regenerate requirements.lock (hashed versions the bootstrap installs)
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,18 +14,34 @@ WORKSPACE ?= build/demo/workspace
 PORT ?= 5000
 LAB_ARGS ?=  # e.g. --allow-root inside a container that runs as root
 LAB_DIR := build/lab/lifecycle
+LOCKFILE := requirements.lock
+LOCK ?= $(LOCKFILE)
 
 # nbgrader runs `alembic` and papermill runs kernels through PATH: the venv comes first.
 export PATH := $(BIN):$(PATH)
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: test demo lab notebooks mlflow-ui bench clean
+.PHONY: test demo lab notebooks mlflow-ui bench clean lock
 
-$(VENV)/.installed: pyproject.toml
+# The bootstrap installs the locked versions (every extra, with hashes), then the course itself.
+# `make test LOCK=` installs the newest versions pyproject.toml allows instead (the scheduled
+# workflow .github/workflows/newest.yml does this, so a breaking release shows up before a cohort).
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+ifeq ($(strip $(LOCK)),)
+	$(PY) -m pip install --quiet --upgrade -e '.[dev,ui]'
+else
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+endif
 	touch $@
+
+# Regenerate the lock from pyproject.toml: every extra, one universal resolution (Linux, macOS,
+# Windows), Python 3.11 and newer. Rerun after changing dependencies or extras in pyproject.toml.
+lock: $(VENV)/.installed
+	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+		--generate-hashes --quiet -o $(LOCKFILE)
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
