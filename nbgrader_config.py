@@ -9,9 +9,12 @@ release directory; the whole course is one assignment, `lifecycle`, so the learn
 Never edit `notebooks/` by hand: tests/test_release.py fails when it drifts from `solutions/`.
 """
 
+from pathlib import Path
+
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, GetGrades, OverwriteKernelspec
 
+from checker.exchange import exchange_root
 from checker.nbgrader_plugins import DeduplicateIds, HideHiddenTests, OverwriteCells
 
 c = get_config()  # noqa: F821 - injected by traitlets
@@ -38,3 +41,10 @@ c.Autograde.sanitize_preprocessors = [
 ]
 # Feedback: hidden tests, and the outputs that could quote them, never reach a learner (nbgrader#917).
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+
+# One machine works out of the box: a course-local exchange (build/exchange/, or
+# $NBGRADER_EXCHANGE), so JupyterLab's Assignments panel and fetch/submit/collect need no
+# /srv/nbgrader/exchange; and a release never carries an instructor's own workspace, MLflow store
+# or checkpoints to learners (checker/exchange.py). Submissions keep their workspace/.
+c.Exchange.root = str(exchange_root(Path(__file__).resolve().parent))
+c.ExchangeFactory.release_assignment = "checker.exchange.ReleaseAssignment"

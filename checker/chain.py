@@ -19,6 +19,10 @@ RELEASE = ROOT / "notebooks" / "lifecycle"
 DATA_DIR = ROOT / "datasets" / "oulad"
 # The CI sample: enough data for every check to pass, small enough for a 2-core machine.
 CI_PARAMETERS = {"SAMPLE_FRAC": 0.3, "EPOCHS": 4}
+# The full course, passed explicitly: a default edited (and autosaved) in a notebook's parameters
+# cell must never turn a `--full` run into a sample run. tests/test_chain.py keeps these equal to
+# the defaults the solution notebooks declare.
+FULL_PARAMETERS = {"SAMPLE_FRAC": 1.0, "EPOCHS": 20}
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,11 @@ def run_chain(
     return runs
 
 
+def demo_parameters(full: bool) -> dict:
+    """The parameters `make demo` passes: always explicit, whatever a notebook's defaults say."""
+    return dict(FULL_PARAMETERS if full else CI_PARAMETERS)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m checker.chain --out build/demo`: the demo behind `make demo`."""
     import argparse
@@ -153,11 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     for folder in (workspace, executed):
         shutil.rmtree(folder, ignore_errors=True)
     notebooks = stage_notebooks()
+    parameters = demo_parameters(args.full)
+    settings = ", ".join(f"{k}={v}" for k, v in parameters.items())
     print(
-        f"Running {len(notebooks)} stage notebooks into a fresh workspace ({'full data' if args.full else 'CI sample'})"
+        f"Running {len(notebooks)} stage notebooks into a fresh workspace "
+        f"({'full data' if args.full else 'CI sample'}: {settings})"
     )
     start = time.perf_counter()
-    runs = run_chain(notebooks, workspace, executed, None if args.full else CI_PARAMETERS)
+    runs = run_chain(notebooks, workspace, executed, parameters)
     elapsed = time.perf_counter() - start
 
     import checker

@@ -21,7 +21,7 @@ from checker.store import STORE, open_store
 from checker.workspace import MAX_DATA_BYTES, Workspace, sha256_file
 
 CHECKPOINTS = "checkpoints"
-STAGE = "03-training.ipynb (section 'Checkpoint every epoch')"
+STAGE = "03-training.ipynb (cells 'Your turn: write a checkpoint' and 'Your turn: load a checkpoint safely')"
 MAX_RUN_FOLDERS = 200
 MAX_HASHED_BYTES = 2_000_000_000  # all checkpoint files of a workspace together
 TOLERANCE = 1e-9  # index val_roc_auc vs the store: the same float, written twice

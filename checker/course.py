@@ -39,10 +39,35 @@ def find_data(data_dir: str | Path | None = None, start: str | Path | None = Non
     )
 
 
-def open_workspace(workspace: str | Path) -> Path:
-    """Create (if needed) and return the absolute workspace folder."""
+# Which notebook writes each artifact a later notebook reads.
+WRITTEN_BY = {
+    "problem.yaml": "01-problem-definition.ipynb",
+    "data/manifest.json": "02-data-preparation.ipynb",
+    "mlflow.db": "03-training.ipynb",
+    "evaluation/report.json": "04-evaluation.ipynb",
+    "serving/requests.jsonl": "05-deployment.ipynb",
+    "monitoring/report.json": "06-monitoring.ipynb",
+    "lifecycle_map.yaml": "08-exercise-lifecycle-map.ipynb",
+}
+
+
+def open_workspace(workspace: str | Path, needs: tuple[str, ...] | list[str] = ()) -> Path:
+    """Create (if needed) and return the absolute workspace folder.
+
+    `needs` names the artifacts (keys of `WRITTEN_BY`) this notebook reads from earlier ones; when
+    one is missing, a `CheckerError` says which notebook to run first, instead of a bare
+    `FileNotFoundError` several cells later.
+    """
     path = Path(workspace).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
+    for artifact in needs:
+        if not (path / artifact).is_file():
+            writer = WRITTEN_BY[artifact]
+            raise CheckerError(
+                f"this notebook reads {artifact} from your workspace {str(path)!r}, and it is not "
+                f"there yet: run {writer} first (its last cell is the self-check), then this one. "
+                f"If you did, check that both notebooks use the same WORKSPACE parameter."
+            )
     return path
 
 

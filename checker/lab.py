@@ -33,7 +33,7 @@ IMPROVEMENT = "lab/improvement.json"
 LAB_MANIFEST = "lab/manifest.json"
 EXPERIMENT = "typical-lab"
 KINDS = ("test_set", "versioning", "tracking")
-STAGE = "10-exercise-lab-review.ipynb (section 'Your turn 2: improve your copy of the lab')"
+STAGE = "10-exercise-lab-review.ipynb (cell 'Your turn 2: improve your copy of the lab')"
 
 
 def find_lab(start: str | Path | None = None) -> Path:

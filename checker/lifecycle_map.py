@@ -29,8 +29,8 @@ STAGES = (
 STAGE = (
     "the exercises 08-exercise-lifecycle-map, 09-exercise-failure-mode and 10-exercise-lab-review"
 )
-STAGES_STAGE = "08-exercise-lifecycle-map.ipynb (sections 'Your turn 1' and 'Your turn 2')"
-FAILURE_STAGE = "09-exercise-failure-mode.ipynb (section 'Your turn 1: one failure mode')"
+STAGES_STAGE = "08-exercise-lifecycle-map.ipynb (cells 'Your turn 1' and 'Your turn 2')"
+FAILURE_STAGE = "09-exercise-failure-mode.ipynb (cell 'Your turn 1: one failure mode')"
 # The full map's schema with no section required: validates whichever sections a map has so far.
 SECTIONS_SCHEMA = "lifecycle_map_sections"
 PLACEHOLDERS = re.compile(r"\b(todo|tbd|fixme|xxx)\b|\.\.\.|…|<[^>]*>", re.IGNORECASE)

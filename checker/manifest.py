@@ -25,7 +25,7 @@ from checker.workspace import MAX_DATA_BYTES, Workspace
 MANIFEST = "data/manifest.json"
 REQUIRED_SPLITS = ("train", "valid", "test")
 MAX_UNCOMPRESSED = 100_000_000  # the real splits are about 2 MB
-STAGE = "02-data-preparation.ipynb (section 'Version the data')"
+STAGE = "02-data-preparation.ipynb (cells 'Your turn 1', 'Your turn 2' and 'Your turn 3')"
 TOLERANCE = 1e-6
 
 

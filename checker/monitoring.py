@@ -33,7 +33,7 @@ REPORT = "monitoring/report.json"
 SCORES = "monitoring/scores.csv.gz"
 REQUESTS = "serving/requests.jsonl"
 PROBLEM = "problem.yaml"
-STAGE = "06-monitoring.ipynb (sections 'Data drift' to 'Write the report')"
+STAGE = "06-monitoring.ipynb (cells 'Your turn (1 of 3)', 'Your turn (2 of 3)' and 'Your turn (3 of 3)')"
 REFERENCE, CURRENT, VALID = "train", "production", "valid"
 TOLERANCE = 0.01  # absolute, for AUC, recall at budget and the auc_drop alert
 # Absolute, for PSI, KS and prediction PSI (and their alerts): one definition computes the same

@@ -20,7 +20,7 @@ from checker.registry import Problems, check
 from checker.workspace import Workspace
 
 PROBLEM = "problem.yaml"
-STAGE = "01-problem-definition.ipynb (section 'Write problem.yaml')"
+STAGE = "01-problem-definition.ipynb (cells 'Your turn 1', 'Your turn 2' and 'Your turn 3')"
 # The metrics later stages log and report (stage 03's val_* metrics, stage 04's report.json).
 METRICS = ("recall_at_budget", "roc_auc", "pr_auc", "recall", "precision", "f1", "accuracy")
 MAX_HORIZON_DAY = 270  # the longest OULAD presentation lasts 269 days

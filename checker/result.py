@@ -75,7 +75,12 @@ class Report:
         fails, and prints nothing to stderr when all pass.
         """
         if not self.passed:
-            raise ChecksFailed("\n".join(["Some checks failed:", *self.failures()]))
+            failed = [f"{r.name} {r.points}/{r.max_points}" for r in self.results if not r.passed]
+            summary = (
+                f"{len(failed)} check(s) failed ({', '.join(failed)}): "
+                "the report above says what to fix and which cell to revisit"
+            )
+            raise ChecksFailed("\n".join(["Some checks failed:", *self.failures()]), summary)
 
     def __str__(self) -> str:
         width = max([len(r.name) for r in self.results] + [5])
@@ -94,7 +99,12 @@ class Report:
         esc = html.escape
         body = []
         for r in self.results:
-            mark = "✅" if r.passed else "❌"
+            # Words and a plain check mark (in every common font), not emoji, and not colour alone.
+            mark = (
+                "<span style='color:#1a7f37;font-weight:bold'>✓ pass</span>"
+                if r.passed
+                else "<span style='color:#cf222e;font-weight:bold'>✗ FAIL</span>"
+            )
             details = "".join(f"<li>{esc(m)}</li>" for m in r.messages)
             if r.hint and not r.passed:
                 details += f"<li><em>hint: {esc(r.hint)}</em></li>"
@@ -106,6 +116,6 @@ class Report:
         return (
             f"<div><strong>Checker: {self.score}/{self.max_score}</strong> "
             f"<span style='color:gray'>{esc(self.workspace)}</span>"
-            "<table><thead><tr><th></th><th>check</th><th>points</th><th>details</th></tr></thead>"
+            "<table><thead><tr><th>result</th><th>check</th><th>points</th><th>details</th></tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></div>"
         )

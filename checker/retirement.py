@@ -29,7 +29,7 @@ from checker.workspace import MAX_DATA_BYTES, Workspace, sha256_file
 MODEL = "at-risk-day60"
 CARD = "MODEL_CARD.md"
 SUMS = "SHA256SUMS"
-STAGE = "07-iteration-retirement.ipynb (section 'Retire the replaced version')"
+STAGE = "07-iteration-retirement.ipynb (cells 'Your turn: the promotion rule', 'Your turn: `retire(version, reason)`' and 'Your turn: `sha256sums(folder)`')"
 MAX_CARD_BYTES = 256_000
 MAX_SUMS_BYTES = 1_000_000
 MAX_SUMS_LINES = 10_000

@@ -10,7 +10,7 @@ from checker.registry import Problems, check
 from checker.workspace import Workspace
 
 SELF_ASSESSMENT = "self_assessment.json"
-STAGE = "10-exercise-lab-review.ipynb (section 'Your turn 3: rate your confidence')"
+STAGE = "10-exercise-lab-review.ipynb (cell 'Your turn 3: rate your confidence')"
 # The four ratings, each "how confident am I that I can ...", from 1 (not yet) to 5 (could teach it).
 QUESTIONS = {
     "problem_and_metric": "define the problem and its success metric before writing model code",

@@ -27,7 +27,7 @@ from checker.registry import Problems, check
 from checker.workspace import MAX_DATA_BYTES, Workspace
 
 STORE = "mlflow.db"
-STAGE = "03-training.ipynb (section 'Track every run')"
+STAGE = "03-training.ipynb (cell 'Your turn: log one epoch')"
 SQLITE_HEADER = b"SQLite format 3\x00"
 JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # a rollback journal that is still live
 QUERY_SECONDS = 2.0

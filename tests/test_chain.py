@@ -87,3 +87,32 @@ def test_no_server_outlives_the_chain(chain):
     assert not [
         line for line in ps.splitlines() if "uvicorn" in line and str(chain.workspace) in line
     ]
+
+
+def test_a_full_run_passes_the_full_parameters_whatever_a_notebook_says():
+    """An edited default autosaved into a parameters cell must not turn `--full` into a sample."""
+    from checker.chain import FULL_PARAMETERS, demo_parameters
+
+    assert demo_parameters(full=True) == FULL_PARAMETERS
+    assert demo_parameters(full=False) == CI_PARAMETERS
+    for path in stage_notebooks(SOLUTIONS):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        [cell] = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+        declared: dict = {}
+        exec("".join(cell["source"]), {}, declared)  # the course's own committed source
+        assert {k: declared[k] for k in FULL_PARAMETERS} == FULL_PARAMETERS, path.name
+
+
+def test_a_stage_run_out_of_order_says_which_notebook_to_run_first(tmp_path):
+    """Stage 04 on a workspace where only stages 01 and 02 ran: it names 03, not a raw error."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "problem.yaml").write_text("written by 01\n")
+    (workspace / "data").mkdir()
+    (workspace / "data" / "manifest.json").write_text("{}\n")
+    [run] = run_chain(
+        [RELEASE / "04-evaluation.ipynb"], workspace, tmp_path / "out", CI_PARAMETERS,
+        log=lambda _: None,
+    )  # fmt: skip
+    assert run.error is not None and run.error.startswith("CheckerError")
+    assert "run 03-training.ipynb first" in run.error

@@ -131,7 +131,10 @@ def test_a_violation_exits_1_with_the_message_in_json(cli: dict):
     (manifest,) = [c for c in report["checks"] if c["name"] == "data_versioned"]
     (message,) = manifest["messages"]
     assert message.startswith("data/manifest.json: splits.train.rows: expected 9482 (rows in")
-    assert manifest["hint"] == "revisit 02-data-preparation.ipynb (section 'Version the data')"
+    assert (
+        manifest["hint"]
+        == "revisit 02-data-preparation.ipynb (cells 'Your turn 1', 'Your turn 2' and 'Your turn 3')"
+    )
 
 
 def test_only_runs_the_named_check_and_prints_a_table(cli: dict):

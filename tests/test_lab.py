@@ -30,7 +30,7 @@ from checker.errors import CheckerError
 from checker.lab import LAB, find_lab, lab_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
-HINT = "revisit 10-exercise-lab-review.ipynb (section 'Your turn 2: improve your copy of the lab')"
+HINT = "revisit 10-exercise-lab-review.ipynb (cell 'Your turn 2: improve your copy of the lab')"
 LAB_MANIFEST = "lab/manifest.json"
 
 

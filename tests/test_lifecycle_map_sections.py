@@ -16,8 +16,8 @@ from untrusted import HOSTILE_MAP, snapshot, write_map
 import checker
 from checker.lifecycle_map import section_problems
 
-STAGES_HINT = "revisit 08-exercise-lifecycle-map.ipynb (sections 'Your turn 1' and 'Your turn 2')"
-FAILURE_HINT = "revisit 09-exercise-failure-mode.ipynb (section 'Your turn 1: one failure mode')"
+STAGES_HINT = "revisit 08-exercise-lifecycle-map.ipynb (cells 'Your turn 1' and 'Your turn 2')"
+FAILURE_HINT = "revisit 09-exercise-failure-mode.ipynb (cell 'Your turn 1: one failure mode')"
 
 
 def run(name: str, ws: Path) -> checker.CheckResult:

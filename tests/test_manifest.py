@@ -31,7 +31,7 @@ import checker
 from checker import manifest as manifest_module
 from checker.manifest import data_version, dtype_family
 
-HINT = "revisit 02-data-preparation.ipynb (section 'Version the data')"
+HINT = "revisit 02-data-preparation.ipynb (cells 'Your turn 1', 'Your turn 2' and 'Your turn 3')"
 
 
 def run(ws: Path) -> checker.CheckResult:

@@ -23,7 +23,10 @@ def run(ws: Path) -> checker.CheckResult:
 def messages(ws: Path) -> str:
     result = run(ws)
     assert not result.passed and result.points == 0
-    assert result.hint == "revisit 01-problem-definition.ipynb (section 'Write problem.yaml')"
+    assert (
+        result.hint
+        == "revisit 01-problem-definition.ipynb (cells 'Your turn 1', 'Your turn 2' and 'Your turn 3')"
+    )
     return "\n".join(result.messages)
 
 

@@ -183,3 +183,31 @@ def test_hostile_files_never_escape_as_exceptions(
     assert [r.passed for r in report.results] == [False, False, False]
     assert not any("could not check" in m for r in report.results for m in r.messages)
     assert capfd.readouterr() == ("", "")
+
+
+def test_every_hint_names_your_turn_cells_that_exist():
+    """A failing check's hint sends the learner to the unanswered "Your turn" cell, by its title."""
+    import json
+    import re
+
+    import checker
+    from checker.chain import SOLUTIONS
+
+    for name, registered in checker.CHECKS.items():
+        notebook = registered.stage.split(" ", 1)[0]
+        if not notebook.endswith(".ipynb"):
+            continue  # the whole map: graded across the three exercises
+        cells = json.loads((SOLUTIONS / notebook).read_text(encoding="utf-8"))["cells"]
+        titles = [
+            line.lstrip("#").strip()
+            for c in cells
+            if c["cell_type"] == "markdown"
+            for line in "".join(c["source"]).splitlines()
+            if line.startswith("#")
+        ]
+        named = re.findall(r"'(Your turn[^']*)'", registered.stage)
+        assert named, f"{name}: the hint names no 'Your turn' cell: {registered.stage}"
+        for turn in named:
+            assert any(t.startswith(turn) for t in titles), (
+                f"{name}: no cell {turn!r} in {notebook}"
+            )

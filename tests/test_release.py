@@ -51,3 +51,32 @@ def test_the_learner_versions_hide_the_answers(tmp_path: Path):
         text = path.read_text(encoding="utf-8")
         assert "BEGIN SOLUTION" not in text, path.name
         assert "NotImplementedError" in text, path.name
+
+
+def test_the_readme_explains_the_two_point_totals():
+    """nbgrader's total and the checker's differ for stated reasons; recompute both."""
+    import json
+    import re
+
+    import checker
+
+    cells = [
+        c
+        for p in sorted((ROOT / "solutions" / "lifecycle").glob("*.ipynb"))
+        for c in json.loads(p.read_text(encoding="utf-8"))["cells"]
+    ]
+    graded = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade")]
+    nbgrader_total = sum(c["metadata"]["nbgrader"]["points"] for c in graded)
+    checker_total = sum(c.max_points for c in checker.CHECKS.values())
+    in_cells = {
+        name
+        for c in graded
+        for name in re.findall(r"only=\[([^\]]*)\]", "".join(c["source"]))[0:1]
+        for name in re.findall(r'"(\w+)"', name)
+    }
+    by_checks = sum(checker.CHECKS[n].max_points for n in in_cells)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"nbgrader scores **{nbgrader_total}** points, the checker **{checker_total}**" in readme
+    assert f"12 of those checks ({by_checks} points)" in readme and len(in_cells) == 12
+    assert f"adds {nbgrader_total - by_checks} points" in readme
+    assert set(checker.CHECKS) - in_cells == {"lifecycle_map"}

@@ -82,12 +82,12 @@ def test_the_html_table_escapes_everything_a_learner_wrote():
     assert page.count("&lt;script&gt;") == 4
     assert "a &amp; b" in page
     assert "<strong>Checker: 0/10</strong>" in page
-    assert "❌" in page and "✅" not in page
+    assert "✗ FAIL" in page and "✓ pass" not in page
 
 
 def test_the_html_table_marks_passes_and_hides_their_hints(mixed: Report):
     page = mixed._repr_html_()
-    assert page.count("✅") == 1 and page.count("❌") == 2
+    assert page.count("✓ pass") == 1 and page.count("✗ FAIL") == 2
     assert page.count("<tr>") == 4  # a header and one row per check
     assert "<em>hint: revisit 03</em>" in page
 
@@ -156,3 +156,32 @@ def test_to_dict_of_a_failure_carries_its_messages(mixed: Report):
         "hint": "revisit 02-data-preparation.ipynb",
     }
     assert json.loads(json.dumps(produced)) == produced
+
+
+def test_pass_and_fail_read_without_an_emoji_font(mixed: Report):
+    """Words, and marks from the Dingbats block that every common text font draws (no emoji)."""
+    page = mixed._repr_html_()
+    assert not any(0x1F000 <= ord(ch) <= 0x1FAFF or ch in "\u2705\u274c" for ch in page)
+
+
+def test_a_failed_report_renders_in_a_notebook_as_one_line_not_a_traceback(mixed: Report):
+    """IPython shows `_render_traceback_` in place of the traceback: the report displayed above
+    is not repeated and the checker's source is not quoted, yet the cell still errors."""
+    with pytest.raises(ChecksFailed) as caught:
+        mixed.raise_for_failure()
+    [line] = caught.value._render_traceback_()
+    assert line.startswith("ChecksFailed: 2 check(s) failed (")
+    assert "the report above" in line and "raise_for_failure" not in line
+
+
+def test_ipython_shows_the_one_line_and_still_errors_the_cell(mixed: Report, capfd):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.user_ns["report"] = mixed
+    result = shell.run_cell("report.raise_for_failure()")
+    assert isinstance(result.error_in_exec, ChecksFailed)  # the grade cell scores 0
+    shown = capfd.readouterr()
+    text = shown.out + shown.err
+    assert "ChecksFailed: 2 check(s) failed" in text
+    assert "Traceback" not in text and "raise ChecksFailed" not in text

@@ -50,10 +50,27 @@ HIDDEN_MARKERS = ("HIDDEN_E09_PSI", "HIDDEN_E09_ALERT", "HIDDEN_E10_KEY", "2.850
 LEARNERS = ("solution", "blank", "one-wrong", "edited", "deleted", "duplicated", "corrupt")
 
 
-def nbgrader(course: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run one nbgrader command (the venv first on PATH: nbgrader calls `alembic`)."""
-    env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+def person(home: Path) -> dict[str, str]:
+    """The environment of someone on this machine whose HOME is `home`: nbgrader's cache of
+    submissions and every Jupyter folder stay there, never in the real home of the test runner."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER_", "NBGRADER"))}
+    data = home / ".local" / "share" / "jupyter"
+    return env | {
+        "HOME": str(home),
+        "JUPYTER_DATA_DIR": str(data),
+        "JUPYTER_RUNTIME_DIR": str(data / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+
+
+def nbgrader(
+    course: Path, *args: str, cwd: Path | None = None, home: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run one nbgrader command (the venv first on PATH: nbgrader calls `alembic`) as the
+    instructor (HOME beside the course) or as the learner whose HOME is `home`."""
+    env = person(home or course.parent / "instructor")
     return subprocess.run(
         [str(BIN / "nbgrader"), *args],
         cwd=cwd or course,
@@ -229,7 +246,7 @@ def submit(course: Path, root: Path, release: Path, workspace: Path) -> None:
         shutil.copytree(workspace, folder / "workspace", symlinks=True)
         exchange = f"--Exchange.root={root / 'exchange'}"  # a learner's own nbgrader config
         submit = ["submit", ASSIGNMENT, "--course", COURSE_ID, f"--student={learner}", exchange]
-        return nbgrader(course, *submit, cwd=home)
+        return nbgrader(course, *submit, cwd=home, home=home)
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(lambda item: hand_in(*item), submissions(release).items()))
@@ -411,7 +428,7 @@ def test_formgrader_lists_the_assignment(roundtrip):
     import httpx
 
     course, port, token = roundtrip["course"], free_port(), "roundtrip-test-token"
-    env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = person(course.parent / "instructor")
     server = subprocess.Popen(
         [str(BIN / "jupyter"), "server", "--ip=127.0.0.1", f"--port={port}", "--no-browser",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={course}",
@@ -441,6 +458,14 @@ def test_formgrader_lists_the_assignment(roundtrip):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_no_submission_reaches_the_real_home(roundtrip):
+    """nbgrader caches each submission under the submitter's Jupyter data folder: the tests give
+    every learner a HOME of their own, so the runner's ~/.local/share/jupyter stays untouched."""
+    for learner in LEARNERS:
+        cache = roundtrip["root"] / "home" / learner / ".local/share/jupyter/nbgrader_cache"
+        assert (cache / COURSE_ID).is_dir(), learner
 
 
 def test_the_round_trip_reports_its_time(roundtrip, record_property):

@@ -13,7 +13,7 @@ import checker.self_assessment  # noqa: F401 - registers self_assessed until __i
 from checker.contract import schema
 from checker.self_assessment import QUESTIONS
 
-HINT = "revisit 10-exercise-lab-review.ipynb (section 'Your turn 3: rate your confidence')"
+HINT = "revisit 10-exercise-lab-review.ipynb (cell 'Your turn 3: rate your confidence')"
 FILE = "self_assessment.json"
 
 

@@ -32,7 +32,7 @@ from checker.errors import Invalid
 from checker.store import KNOWN_REVISIONS, open_store
 from checker.workspace import Workspace
 
-HINT = "revisit 03-training.ipynb (section 'Track every run')"
+HINT = "revisit 03-training.ipynb (cell 'Your turn: log one epoch')"
 EXPERIMENT = "at-risk-day60"
 TWO_RUNS = (
     "mlflow.db: runs: expected an experiment with at least 2 FINISHED runs, found 1 "
