@@ -152,5 +152,3 @@ def test_the_dask_extra_is_distributed_alone_and_make_test_installs_it():
     assert "dask" in unlocked and "dev" in unlocked, unlocked
     _, text = _conda()
     assert "distributed" in text  # named for conda users, as the optional extra it is
-
-
