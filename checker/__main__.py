@@ -48,7 +48,7 @@ def _grade(args: argparse.Namespace) -> int:
         force=args.force,
         assignment=args.assignment,
         scheduler=args.scheduler,
-        shared_fs=args.shared_fs,
+        shared_fs=args.shared_fs or None,  # by default: paths for local:N, bytes otherwise
         max_submission_mb=args.max_submission_mb,
     )
     full = sum(r["score"] == r["max_score"] and not r.get("error") for r in results)
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     many.add_argument(
         "--shared-fs",
         action="store_true",
-        help="with --scheduler: workers read SUBMISSIONS at the same path (no bytes sent)",
+        help="with --scheduler: workers read SUBMISSIONS at the same path, no bytes sent "
+        "(always so with local:N)",
     )
     many.add_argument(
         "--max-submission-mb",

@@ -1,6 +1,8 @@
 """Grade a whole cohort: `python -m checker grade SUBMISSIONS --out RESULTS`.
 
-Each learner's workspace is graded with every check in a pool of worker processes. A learner's
+Each learner's workspace is graded with every check in a pool of worker processes, or as a task
+on a Dask cluster (`--scheduler`, see `checker.cluster`): either engine yields `Outcome`s to one
+loop here, which holds the lock, draws the progress line and writes `grades.csv`. A learner's
 result is written atomically (temporary name, then rename) to `RESULTS/<learner>/result.json`, so
 a batch killed at any moment and rerun skips the learners already graded and ends with the same
 results as one uninterrupted run. A lock on `RESULTS/.lock` keeps two runs from writing the same
@@ -26,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -37,6 +39,7 @@ from checker.errors import CheckerError
 RESULT = "result.json"
 FEEDBACK = "feedback.html"
 GRADE_SECONDS = 120  # a safety net per learner; the checks have their own caps
+WRITERS = 2  # threads writing results graded elsewhere (their fsyncs overlap)
 ASSIGNMENT = "lifecycle"
 IGNORED = {".ipynb_checkpoints", ".DS_Store", ".git", "gradebook.db"}  # never learners
 SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
@@ -309,13 +312,14 @@ def grade(
     assignment: str = ASSIGNMENT,
     progress: Callable[[int], Progress] = Progress,
     scheduler: str | None = None,
-    shared_fs: bool = False,
+    shared_fs: bool | None = None,
     max_submission_mb: float | None = None,
 ) -> list[dict]:
     """Grade every learner of SUBMISSIONS into RESULTS; return all results, sorted by learner.
 
     Learners are graded by a local pool of `jobs` processes, or, with `scheduler` (`tcp://HOST:PORT`
-    or `local:N`), as tasks on a Dask cluster (`checker.cluster`). Either way this process holds
+    or `local:N`), as tasks on a Dask cluster (`checker.cluster`; `shared_fs` None: by path for
+    `local:N`, whose workers share this machine's files, as bytes otherwise). Either way this process holds
     the lock, skips learners already graded, draws the progress line and writes `grades.csv`.
     """
     submissions, results = Path(submissions), Path(results)
@@ -342,12 +346,19 @@ def grade(
             outcomes = graded(
                 todo, scheduler, execute, shared_fs=shared_fs, max_submission_mb=max_submission_mb
             )
-        with closing(outcomes):
+        # Results graded elsewhere are written here, by threads: the loop goes on meanwhile.
+        with closing(outcomes), ThreadPoolExecutor(WRITERS) as writers:
+            writes = []
             for outcome in outcomes:
-                if not outcome.written:  # graded elsewhere: only this process writes RESULTS
-                    _write_learner(results, outcome.learner, outcome.result, outcome.feedback)
+                if not outcome.written:  # only this process writes RESULTS
+                    what = (results, outcome.learner, outcome.result, outcome.feedback)
+                    writes.append(writers.submit(_write_learner, *what))
                 result = outcome.result
                 bar.update(result["score"] < result["max_score"] or bool(result.get("error")))
+                while writes and writes[0].done():
+                    writes.pop(0).result()  # a failed write (a full disk) stops the batch
+            for write in writes:
+                write.result()
         bar.close()
         everyone = [load_result(_result_path(results, lr)) for lr in learners]
         everyone = [r for r in everyone if r is not None]

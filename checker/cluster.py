@@ -1,7 +1,8 @@
 """Grade a cohort on a Dask cluster: `checker grade SUBMISSIONS --out RESULTS --scheduler ADDRESS`.
 
 `ADDRESS` is a running dask.distributed scheduler (`tcp://HOST:8786`) or `local:N`, a
-`LocalCluster` of N single-threaded workers on this machine. Each learner is one task.
+`LocalCluster` of N single-threaded workers on this machine (which see its files: their tasks
+carry paths, as with `--shared-fs`). Each learner is one task.
 
 - **This process** (the client) discovers the learners, holds the lock on RESULTS, sends tasks,
   draws the progress line and writes every result (`checker.batch`): workers never write RESULTS,
@@ -9,12 +10,13 @@
 - **A task** carries the learner's submission as bytes: a bundle of the workspace's files (or,
   with `--execute`, of the notebooks; see `pack`), size-capped (`--max-submission-mb`), so workers need not share
   the client's filesystem. With `--shared-fs` it carries the folder's path instead.
-- **On the worker** the task hands the bytes to a grading process of its own: a fresh interpreter
-  (`python -m checker.cluster`, started with `subprocess`: a Dask worker is daemonic and threaded,
-  so it is never forked), one per worker thread, kept warm across learners like a pool worker.
-  It unpacks the submission into a scratch folder, grades it with `checker.batch.grade_one` (the
-  very function of the local pool, `--execute` included) and returns the result and its feedback
-  page as data. It dies with the worker thread that started it (`PR_SET_PDEATHSIG`).
+- **On the worker** the task unpacks the bytes into a scratch folder (in memory when there is
+  room) and hands its path to a grading process of its own: a fresh interpreter (`python -m
+  checker.cluster`, started with `subprocess`: a Dask worker is daemonic and threaded, so it is
+  never forked), one per worker thread, kept warm across learners like a pool worker. It grades
+  with `checker.batch.grade_one` (the very function of the local pool, `--execute` and its sandbox
+  included) and returns the result and its feedback page as data. It dies with the worker thread
+  that started it (`PR_SET_PDEATHSIG`).
 - **Faults.** A worker that dies mid-task (killed, out of memory, its machine gone) has its tasks
   rescheduled by the scheduler. A learner whose task was running on two workers that died is
   recorded as a failure for that learner and the batch goes on (the scheduler's
@@ -41,7 +43,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from checker.batch import Learner, Outcome, failure
+from checker.batch import Learner, Outcome, _refusal, failure, grade_one
 from checker.errors import CheckerError
 
 INSTALL = "pip install -e '.[dask]'"
@@ -219,11 +221,17 @@ def graded(
     scheduler: str,
     execute: dict | None,
     *,
-    shared_fs: bool = False,
+    shared_fs: bool | None = None,
     max_submission_mb: float | None = None,
 ) -> Iterator[Outcome]:
-    """Grade `todo` on the cluster; yield each learner's outcome as it completes (any order)."""
+    """Grade `todo` on the cluster; yield each learner's outcome as it completes (any order).
+
+    `shared_fs` None: by path for `local:N` (its workers share this machine's files), as bytes
+    for a scheduler's address.
+    """
     target = parse(scheduler)
+    if shared_fs is None:
+        shared_fs = isinstance(target, int)
     dist = distributed()
     limit = int((max_submission_mb or MAX_SUBMISSION_MB) * 1_000_000)
     if not todo:
@@ -237,8 +245,6 @@ def graded(
         threads = _Threads(client)
 
         def send(learner: Learner, tries: int = 0) -> Outcome | None:
-            from checker.batch import _refusal, grade_one
-
             payload = None
             if not shared_fs:
                 if _refusal(learner):  # not a folder: nothing to send, nothing to run
@@ -300,7 +306,7 @@ def _killed(learner: Learner, exc: Exception) -> str:
 
 
 class _Threads:
-    """How many tasks to keep on the cluster: twice its threads, looked up every few seconds
+    """How many tasks to keep on the cluster: four times its threads, looked up every few seconds
     (workers come and go), so that no worker waits for the client and the client holds a few
     submissions in memory, not a cohort."""
 
@@ -311,7 +317,7 @@ class _Threads:
         if time.monotonic() - self.when > 2:
             self.when = time.monotonic()
             self.count = sum(self.client.nthreads().values())
-        return max(4, 2 * self.count)
+        return max(8, 4 * self.count)
 
 
 @contextlib.contextmanager
@@ -350,10 +356,30 @@ _helpers = threading.local()
 
 
 def grade_task(request: dict, payload: bytes | None) -> dict:
-    """One learner, on a Dask worker: graded by this worker thread's grading process."""
+    """One learner, on a Dask worker: the submission unpacked here (into memory when there is
+    room), then graded by this worker thread's grading process."""
     from distributed import get_worker
 
+    from checker.batch import feedback_html
+
     get_worker().log_event(STARTED, {"key": request["key"]})
+    if payload is None:  # --shared-fs: the path is in the request
+        return _ask(request)
+    with tempfile.TemporaryDirectory(
+        prefix="checker-learner-", dir=_memory(len(payload))
+    ) as scratch:
+        try:
+            folder = unpack(payload, Path(scratch))
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            learner = Learner(request["id"], request["name"], Path(scratch))
+            message = f"{request['name']!r}: the submission could not be unpacked: {exc}"
+            result = failure(learner, message, request["execute"])
+            return {"result": result, "feedback": feedback_html(result)}
+        return _ask(request | {"path": str(folder)})
+
+
+def _ask(request: dict) -> dict:
+    """This worker thread's grading process grades `request`; started when there is none."""
     helper = getattr(_helpers, "process", None)
     if helper is None or helper.poll() is not None:
         helper = _helpers.process = subprocess.Popen(
@@ -361,22 +387,18 @@ def grade_task(request: dict, payload: bytes | None) -> dict:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-    header = json.dumps(request | {"bytes": len(payload or b"")}).encode("utf-8") + b"\n"
     try:
-        helper.stdin.write(header)
-        helper.stdin.write(payload or b"")
+        helper.stdin.write(json.dumps(request).encode("utf-8") + b"\n")
         helper.stdin.flush()
         line = helper.stdout.readline()
     except BrokenPipeError:
         line = b""
     if not line:  # the grading process died (out of memory, or killed by what it graded)
         code = helper.wait()
-        learner = Learner(request["id"], request["name"], Path(request.get("path", "")))
+        learner = Learner(request["id"], request["name"], Path(request["path"]))
         why = f"signal {-code}" if code < 0 else f"exit code {code}"
-        return {
-            "result": failure(learner, f"the grading process died ({why})", request["execute"]),
-            "feedback": None,
-        }
+        result = failure(learner, f"the grading process died ({why})", request["execute"])
+        return {"result": result, "feedback": None}
     answer = json.loads(line)
     if "fatal" in answer:
         raise RuntimeError(answer["fatal"])
@@ -384,7 +406,7 @@ def grade_task(request: dict, payload: bytes | None) -> dict:
 
 
 def _serve(parent: int) -> None:
-    """The grading process: read requests on stdin, answer one JSON line each on stdout."""
+    """The grading process: one JSON request a line on stdin, one JSON answer a line on stdout."""
     from checker.sandbox import die_with_parent
 
     die_with_parent(parent)  # with the worker thread that started it, however that dies
@@ -393,21 +415,17 @@ def _serve(parent: int) -> None:
     from checker import batch
 
     batch._warm_up()
-    requests = sys.stdin.buffer
-    while line := requests.readline():
-        request = json.loads(line)
-        payload = requests.read(request["bytes"])
-        answers.write(json.dumps(_grade(request, payload)).encode("utf-8") + b"\n")
+    for line in sys.stdin.buffer:
+        answers.write(json.dumps(_grade(json.loads(line))).encode("utf-8") + b"\n")
         answers.flush()
 
 
 _sandbox_checked: list[bool] = []
 
 
-def _grade(request: dict, payload: bytes) -> dict:
+def _grade(request: dict) -> dict:
     from checker import batch
 
-    name = request["name"]
     if batch.isolation(request["execute"]) == "bwrap" and not _sandbox_checked:
         from checker import sandbox
 
@@ -419,30 +437,14 @@ def _grade(request: dict, payload: bytes) -> dict:
                 f"({sandbox.INSTALL}), or pass --sandbox none"
             }
         _sandbox_checked.append(True)
-    if "path" in request:
-        if not Path(request["submissions"]).is_dir():
-            return {
-                "fatal": f"with --shared-fs every worker must see SUBMISSIONS at the client's "
-                f"path, and this one does not see {request['submissions']!r}: mount it there, "
-                "or leave out --shared-fs to send each submission with its task"
-            }
-        learner = Learner(request["id"], name, Path(request["path"]))
-        result = batch.grade_one(learner, request["execute"])
-        return {"result": result, "feedback": batch.feedback_html(result)}
-    with tempfile.TemporaryDirectory(
-        prefix="checker-learner-", dir=_memory(len(payload))
-    ) as scratch:
-        try:
-            folder = unpack(payload, Path(scratch))
-        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-            learner = Learner(request["id"], name, Path(scratch))
-            result = failure(
-                learner,
-                f"{name!r}: the submission could not be unpacked: {exc}",
-                request["execute"],
-            )
-        else:
-            result = batch.grade_one(Learner(request["id"], name, folder), request["execute"])
+    if "submissions" in request and not Path(request["submissions"]).is_dir():
+        return {
+            "fatal": f"with --shared-fs every worker must see SUBMISSIONS at the client's path, "
+            f"and this one does not see {request['submissions']!r}: mount it there, or leave "
+            "out --shared-fs to send each submission with its task"
+        }
+    learner = Learner(request["id"], request["name"], Path(request["path"]))
+    result = batch.grade_one(learner, request["execute"])
     return {"result": result, "feedback": batch.feedback_html(result)}
 
 

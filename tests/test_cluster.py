@@ -209,12 +209,14 @@ def test_a_cohort_grades_the_same_on_a_cluster_as_in_the_local_pool(
     pool = results_of(tmp_path / "pool")
     padded = pool.pop("learner-007")
     assert padded["score"] == pool["learner-000"]["score"] > 0  # graded in place, padding ignored
-    for engine in ("remote", "here"):
-        results = results_of(tmp_path / engine)
-        refused = results.pop("learner-007")
-        assert refused["score"] == 0 and "--max-submission-mb 2.5" in refused["error"], engine
-        assert results == pool, engine
-        assert without_007(grades(tmp_path / engine)) == without_007(grades(tmp_path / "pool"))
+    results = results_of(tmp_path / "remote")  # bytes: the padded submission is over the cap
+    refused = results.pop("learner-007")
+    assert refused["score"] == 0 and "--max-submission-mb 2.5" in refused["error"]
+    assert results == pool
+    assert without_007(grades(tmp_path / "remote")) == without_007(grades(tmp_path / "pool"))
+    # local:N workers share this machine's files: paths, no cap, everyone graded as in the pool
+    assert results_of(tmp_path / "here") == pool | {"learner-007": padded}
+    assert grades(tmp_path / "here") == grades(tmp_path / "pool")
     scores = {k: r["score"] for k, r in pool.items()}
     assert all(scores[f"learner-00{i}"] < scores["learner-000"] for i in (1, 2, 3, 5))
     assert scores["learner-004"] == scores["learner-000"]  # the absolute link still resolved
@@ -433,7 +435,7 @@ def test_discovery_is_the_clients_alone(valid_template: Path, tmp_path: Path):
 
 
 def test_execute_mode_on_a_cluster_runs_in_the_same_sandbox_and_grades_the_same(
-    valid_template: Path, tmp_path: Path
+    valid_template: Path, tmp_path: Path, cluster: Cluster
 ):
     from checker import sandbox
 
@@ -450,7 +452,9 @@ def test_execute_mode_on_a_cluster_runs_in_the_same_sandbox_and_grades_the_same(
         (subs / name).mkdir(parents=True)
         (subs / name / "01-stage.ipynb").write_text(text)
     options = ("--execute", "--timeout", "120", "--jobs", "2")
-    for out, more in (("pool", ()), ("cluster", ("--scheduler", "local:2"))):
+    cluster.worker("a")
+    cluster.worker("b")
+    for out, more in (("pool", ()), ("cluster", ("--scheduler", cluster.address))):
         done = run(subs, tmp_path / out, *options, *more)
         assert done.returncode == 0, done.stderr
     results = results_of(tmp_path / "cluster")
