@@ -54,7 +54,7 @@ def index_path(ws: Path, run_id: str) -> Path:
     return ws / "checkpoints" / run_id / "index.json"
 
 
-def edit_index(ws: Path, run_id: str, change) -> dict:  # noqa: ANN001
+def edit_index(ws: Path, run_id: str, change) -> dict:
     document = json.loads(index_path(ws, run_id).read_text())
     change(document)
     index_path(ws, run_id).write_text(json.dumps(document))
@@ -91,7 +91,7 @@ def test_a_checkpoint_is_never_unpickled(trained, tmp_path: Path):
     marker = tmp_path / "the-checker-loaded-a-pickle"
 
     class Payload:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (os.mkdir, (str(marker),))
 
     path = ws / "checkpoints" / runs.finished / "epoch-001.joblib"

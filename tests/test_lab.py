@@ -25,7 +25,7 @@ from lab_builders import (
 from untrusted import deadline, snapshot
 
 import checker
-import checker.lab  # noqa: F401 - registers lab_improved until checker/__init__ imports it
+import checker.lab
 from checker.errors import CheckerError
 from checker.lab import LAB, find_lab, lab_markdown
 

@@ -196,7 +196,7 @@ def test_a_failure_mode_with_an_unknown_stage_is_named(workspace: Path):
 @pytest.mark.parametrize(
     ("threshold", "found"), [("0.25", "'0.25'"), (True, "True"), (None, "None")]
 )
-def test_a_threshold_that_is_not_a_number_is_named(workspace: Path, threshold, found: str):  # noqa: ANN001
+def test_a_threshold_that_is_not_a_number_is_named(workspace: Path, threshold, found: str):
     edit(workspace, failure_mode(threshold=threshold))
     assert messages(workspace) == [
         "lifecycle_map.yaml: failure_modes[0].signal.threshold: expected a value of type number, "

@@ -61,7 +61,7 @@ def load(ws: Path) -> dict:
     return json.loads((ws / REPORT).read_text())
 
 
-def edit(ws: Path, change) -> None:  # noqa: ANN001
+def edit(ws: Path, change) -> None:
     report = load(ws)
     change(report)
     write_report(ws, report)

@@ -33,7 +33,7 @@ def ws(templates: dict[str, Path], tmp_path: Path) -> Path:
     return Path(shutil.copytree(templates["promoted"], tmp_path / "workspace", symlinks=True))
 
 
-def client(ws: Path):  # noqa: ANN201
+def client(ws: Path):
     import mlflow
 
     return mlflow.MlflowClient(tracking_uri=uri(ws))

@@ -9,7 +9,7 @@ from lab_builders import VALID_RATINGS, write_self_assessment
 from untrusted import snapshot
 
 import checker
-import checker.self_assessment  # noqa: F401 - registers self_assessed until __init__ imports it
+import checker.self_assessment
 from checker.contract import schema
 from checker.self_assessment import QUESTIONS
 

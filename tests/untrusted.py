@@ -51,7 +51,7 @@ def snapshot(ws: Path) -> dict[str, str]:
 def deadline(seconds: float) -> Iterator[None]:
     """Fail with TimeoutError instead of hanging (a blocked `open()` of a FIFO is interrupted)."""
 
-    def expire(signum, frame):  # noqa: ANN001
+    def expire(signum, frame):
         raise TimeoutError(f"still running after {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
