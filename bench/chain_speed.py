@@ -22,8 +22,6 @@ from pathlib import Path
 
 from checker.chain import CI_PARAMETERS, DATA_DIR, run_chain, stage_notebooks
 
-ROOT = Path(__file__).resolve().parents[1]
-
 PRELUDE = "from IPython.display import display  # noqa\n"
 
 
