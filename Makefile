@@ -1,5 +1,5 @@
 # Model Lifecycle: every command bootstraps .venv from nothing on a fresh machine.
-#   make test        ruff + the whole test suite (every notebook executed; what CI runs)
+#   make test        ruff, mypy and the whole test suite (every notebook executed; what CI runs)
 #   make demo        run the seven stage solutions into build/demo/workspace and grade it
 #   make lab         JupyterLab on your working copy of the notebooks (build/lab/lifecycle/)
 #   make notebooks   regenerate the learner notebooks in notebooks/ from solutions/ (nbgrader)
@@ -46,6 +46,7 @@ lock: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(PY) -m pytest
 
 demo: $(VENV)/.installed

@@ -20,10 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from checker.chain import CI_PARAMETERS, DATA_DIR, run_chain, stage_notebooks  # noqa: E402
+from checker.chain import CI_PARAMETERS, DATA_DIR, run_chain, stage_notebooks
 
 PRELUDE = "from IPython.display import display  # noqa\n"
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def median_seconds(func, repeat: int) -> float:  # noqa: ANN001
+def median_seconds(func, repeat: int) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -68,7 +68,7 @@ def main() -> None:
         )
         for name, check in checker.CHECKS.items():
 
-            def one(c=check) -> None:  # noqa: ANN001
+            def one(c=check) -> None:
                 table.clear_cache()
                 c(workspace)
 

@@ -64,7 +64,7 @@ def _workspace(workspace: str | Path) -> Path:
     return path
 
 
-def _lookup(name: str):  # noqa: ANN202
+def _lookup(name: str):
     if name not in CHECKS:
         import difflib
 

@@ -110,7 +110,7 @@ def _refusal(learner: Learner) -> str | None:
     return None
 
 
-def _alarm(signum, frame):  # noqa: ANN001, ARG001
+def _alarm(signum, frame):
     raise TimeoutError
 
 
@@ -272,7 +272,7 @@ def locked(results: Path) -> Iterator[None]:
 class Progress:
     """A one-line progress bar on stderr: done/total, failures, ETA."""
 
-    def __init__(self, total: int, stream=sys.stderr):  # noqa: ANN001
+    def __init__(self, total: int, stream=sys.stderr):
         self.total, self.done, self.failed = total, 0, 0
         self.stream = stream
         self.start = time.monotonic()
@@ -360,8 +360,8 @@ def grade(
             for write in writes:
                 write.result()
         bar.close()
-        everyone = [load_result(_result_path(results, lr)) for lr in learners]
-        everyone = [r for r in everyone if r is not None]
+        loaded = [load_result(_result_path(results, lr)) for lr in learners]
+        everyone = [r for r in loaded if r is not None]
         write_grades(results / "grades.csv", everyone)
         write_summary(results / "summary.png", everyone)
     return everyone
@@ -444,7 +444,7 @@ def _load_plotting() -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot  # noqa: F401
+    import matplotlib.pyplot
 
 
 def _write_learner(

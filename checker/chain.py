@@ -38,7 +38,7 @@ def stage_notebooks(folder: Path = SOLUTIONS) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9][0-9]-*.ipynb"))
 
 
-def _start_kernel(cwd: Path):  # noqa: ANN202 - a jupyter_client KernelManager
+def _start_kernel(cwd: Path):
     """Start a python3 kernel now; it boots in its own process while the caller works on."""
     from jupyter_client.manager import KernelManager
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -109,7 +110,7 @@ def _check_index(
     tags: dict[str, dict[str, str]],
     val_auc: dict[tuple[str, int], list[float | None]],
     budget: _Budget,
-) -> Problems:
+) -> Generator[str, None, Index | None]:
     """Problems with `checkpoints/<folder>/`; returns its `Index` (None when unreadable)."""
     rel = _index_rel(folder)
     if not ws.exists(rel):
@@ -178,7 +179,7 @@ def _check_index(
 
 
 def _check_resumed(
-    store,  # noqa: ANN001 - checker.store.Store
+    store,
     resumed: dict[str, dict[str, str]],
     runs: dict[str, tuple[str, str]],
     indexes: dict[str, Index],

@@ -25,7 +25,7 @@ def schema(name: str) -> dict:
 
 
 @cache
-def _validator(name: str):  # noqa: ANN202 - a jsonschema validator
+def _validator(name: str):
     # Imported here, and without the optional `rfc3987_syntax`: importing it compiles dozens of
     # lark grammars (2-4 s on a small machine) for the `iri` format, which no schema here uses and
     # which is not checked anyway (no format checker). A grade cell pays every second of import.
@@ -36,8 +36,8 @@ def _validator(name: str):  # noqa: ANN202 - a jsonschema validator
     return Draft202012Validator(schema(name))
 
 
-def _field(path) -> str:  # noqa: ANN001 - a deque of keys and indexes
-    parts = []
+def _field(path) -> str:
+    parts: list[str] = []
     for part in path:
         parts.append(f"[{part}]" if isinstance(part, int) else f".{part}" if parts else str(part))
     return "".join(parts) or "(top level)"
@@ -49,7 +49,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 @cache
-def _fast(name: str):  # noqa: ANN202 - a compiled validator, or None
+def _fast(name: str):
     """A validator compiled to Python by fastjsonschema: the fast path for valid documents.
 
     Batch grading validates thousands of documents (every line of a request log); jsonschema's
@@ -64,7 +64,7 @@ def _fast(name: str):  # noqa: ANN202 - a compiled validator, or None
 
 
 @cache
-def _fast_many(name: str):  # noqa: ANN202 - a compiled validator of a list, or None
+def _fast_many(name: str):
     if _fast(name) is None:
         return None
     import fastjsonschema
@@ -95,7 +95,7 @@ def all_valid(name: str, documents: list) -> bool:
         return not any(schema_problems(name, d, "") for d in documents)
     try:
         fast(documents)
-    except Exception:  # noqa: BLE001 - invalid (or unsupported): the caller asks for messages
+    except Exception:
         return False
     return True
 
@@ -107,7 +107,7 @@ def schema_problems(name: str, document: Any, file: str) -> list[str]:
         try:
             fast(document)
             return []
-        except Exception:  # noqa: BLE001 - invalid (or unsupported): let jsonschema say why
+        except Exception:
             pass
     errors = sorted(
         _validator(name).iter_errors(document), key=lambda e: (len(e.path), list(map(str, e.path)))
@@ -131,7 +131,7 @@ def schema_problems(name: str, document: Any, file: str) -> list[str]:
     return messages
 
 
-def _expected(error) -> str:  # noqa: ANN001
+def _expected(error) -> str:
     v, value = error.validator, error.validator_value
     if v == "type":
         return f"a value of type {value if isinstance(value, str) else ' or '.join(value)}"

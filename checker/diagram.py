@@ -82,8 +82,9 @@ def _failure_notes(document: dict) -> dict[str, list[str]]:
     for mode in modes if isinstance(modes, list) else []:
         if not isinstance(mode, dict) or mode.get("stage") not in STAGES:
             continue
-        signal = mode.get("signal") if isinstance(mode.get("signal"), dict) else {}
-        sign = {"above": ">", "below": "<"}.get(signal.get("direction"), "?")
+        found = mode.get("signal")
+        signal: dict = found if isinstance(found, dict) else {}
+        sign = {"above": ">", "below": "<"}.get(str(signal.get("direction")), "?")
         rule = f"{signal.get('name', '?')} {sign} {signal.get('threshold', '?')}"
         notes.setdefault(mode["stage"], []).append(
             f"FAILURE MODE: {_wrap(rule)}\n-> {_wrap(mode.get('action', ''))}"

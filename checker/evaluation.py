@@ -57,7 +57,7 @@ def _ks(a: Column, b: Column) -> float | None:
     return ks_statistic(a, b)
 
 
-def group_labels(values) -> np.ndarray:  # noqa: ANN001 - a pandas Series
+def group_labels(values) -> np.ndarray:
     """Group names as strings; a missing value is its own group, `missing`."""
     return values.astype(object).where(values.notna(), MISSING_GROUP).astype(str).to_numpy()
 
@@ -87,7 +87,7 @@ def _close(found: object, expected: float) -> bool:
     )
 
 
-def _examples(items) -> str:  # noqa: ANN001
+def _examples(items) -> str:
     items = list(items)
     more = ", ..." if len(items) > MAX_EXAMPLES else ""
     return ", ".join(str(i) for i in items[:MAX_EXAMPLES]) + more
@@ -169,7 +169,7 @@ def _column_problems(pred: Table, attributes: list[str]) -> list[str]:
     )
 
 
-def _columns(frame, attributes: list[str]) -> Problems:  # noqa: ANN001 - a pandas DataFrame
+def _columns(frame, attributes: list[str]) -> Problems:
     import pandas as pd
 
     wanted = [*PREDICTION_COLUMNS, *attributes]
@@ -204,7 +204,7 @@ def _columns(frame, attributes: list[str]) -> Problems:  # noqa: ANN001 - a pand
         yield f"{PREDICTIONS}: code_presentation: expected a presentation on every row, found blanks"
 
 
-def _labels(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+def _labels(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """y_true, y_score and y_pred as arrays (read-only)."""
     arrays = (
         frame["y_true"].to_numpy(dtype="int64"),
@@ -224,7 +224,7 @@ def _test_split(ws: Workspace) -> tuple[dict, Table, str, str]:
     return manifest, table, key, label
 
 
-def _rows(*columns) -> Counter:  # noqa: ANN002
+def _rows(*columns) -> Counter:
     return Counter(zip(*columns, strict=True))
 
 
@@ -305,10 +305,10 @@ def _split_problems(
 def _metric_problems(report: dict, y: np.ndarray, s: np.ndarray, p: np.ndarray) -> Problems:
     source = f"(recomputed from {PREDICTIONS})"
     cm = confusion(y, p)
-    for name, value in cm.items():
-        found = report["confusion_matrix"][name]
-        if found != value:
-            yield f"{REPORT}: confusion_matrix.{name}: expected {value} {source}, found {found}"
+    for name, count in cm.items():
+        claimed = report["confusion_matrix"][name]
+        if claimed != count:
+            yield f"{REPORT}: confusion_matrix.{name}: expected {count} {source}, found {claimed}"
     recomputed = label_metrics(cm) | {"brier": brier(y, s)}
     if 0 < y.sum() < len(y):
         recomputed |= {"roc_auc": roc_auc(y, s), "pr_auc": average_precision(y, s)}
@@ -322,9 +322,9 @@ def _metric_problems(report: dict, y: np.ndarray, s: np.ndarray, p: np.ndarray) 
     found = report["metrics"]["recall_at_budget"]
     low, high = recall_at_budget_bounds(y, s, report["budget"])
     if not low - TOLERANCE <= found <= high + TOLERANCE:
-        value = f"{low:.6f}" if high - low < TOLERANCE else f"between {low:.6f} and {high:.6f}"
+        shown = f"{low:.6f}" if high - low < TOLERANCE else f"between {low:.6f} and {high:.6f}"
         yield (
-            f"{REPORT}: metrics.recall_at_budget: expected {value}, the recall among the "
+            f"{REPORT}: metrics.recall_at_budget: expected {shown}, the recall among the "
             f"{report['budget']} x {len(y)} learners with the highest y_score {source}, "
             f"found {found!r}"
         )
@@ -347,7 +347,7 @@ def _calibration_problems(report: dict, y: np.ndarray, s: np.ndarray) -> Problem
                 yield f"{field}[{i}].{name}: expected {want[name]:.6g} (recomputed from {PREDICTIONS}), found {have[name]!r}"
 
 
-def _group_problems(report: dict, pred: Table, y: np.ndarray, p: np.ndarray, limit) -> Problems:  # noqa: ANN001
+def _group_problems(report: dict, pred: Table, y: np.ndarray, p: np.ndarray, limit) -> Problems:
     for attribute, entry in report["groups"].items():
         field = f"{REPORT}: groups.{attribute}"
         labels = _groups(pred, attribute)

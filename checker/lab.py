@@ -130,10 +130,13 @@ def _tracking_problems(ws: Workspace) -> Problems:
         marks = ",".join("?" * len(runs))
         params = {
             row[0]
-            for row in store.query(f"SELECT run_uuid FROM params WHERE run_uuid IN ({marks})", runs)
+            for row in store.query(
+                f"SELECT run_uuid FROM params WHERE run_uuid IN ({marks})", tuple(runs)
+            )
         }
         metrics = store.query(
-            f"SELECT run_uuid, key, value, is_nan FROM metrics WHERE run_uuid IN ({marks})", runs
+            f"SELECT run_uuid, key, value, is_nan FROM metrics WHERE run_uuid IN ({marks})",
+            tuple(runs),
         )
         measured = {run for run, *_ in metrics}
         if not params & measured:

@@ -13,6 +13,7 @@ import io
 import math
 import zlib
 from collections.abc import Iterable
+from functools import partial
 from itertools import combinations
 from pathlib import Path
 
@@ -199,14 +200,14 @@ def _stats_problems(name: str, table: Table, stats: dict) -> Problems:
             continue
         if found == len(frame):
             continue
-        described = table.derive(("described", column), lambda c=col: _described(c.present))
+        described = table.derive(("described", column), partial(_described, col.present))
         for key, value in described.items():
             claimed = given[key]
             if not isinstance(claimed, int | float) or not _close(float(claimed), value):
                 yield f"{field}.{column}.{key}: expected {value:.6g} (recomputed), found {claimed!r}"
 
 
-def _described(values) -> dict[str, float]:  # noqa: ANN001 - a float array, no NaN
+def _described(values) -> dict[str, float]:
     """Mean, min and max as pandas gives them for a column (NaN skipped)."""
     import numpy as np
 
@@ -218,7 +219,7 @@ def _described(values) -> dict[str, float]:  # noqa: ANN001 - a float array, no 
         }
 
 
-def shared_keys(a: Column, b: Column):  # noqa: ANN201 - a numpy array
+def shared_keys(a: Column, b: Column):
     """The key values found in both columns (sorted), compared as numbers when both are numeric."""
     import numpy as np
 

@@ -11,7 +11,7 @@ tolerance of exercise 09's hidden tests, so the same definition is graded the sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from functools import cached_property
 
 from checker.contract import valid_json
@@ -97,7 +97,9 @@ def _far(claimed: float, recomputed: float, tolerance: float = TOLERANCE) -> boo
 # --- the check ------------------------------------------------------------------------------
 
 
-def _feature_problems(report: dict, manifest: dict, reference: Table, current: Table) -> Problems:
+def _feature_problems(
+    report: dict, manifest: dict, reference: Table, current: Table
+) -> Generator[str, None, dict[str, float]]:
     """Yield problems with the features' PSI and KS; return the recomputed PSI by column."""
     listed, recomputed = report["features"], {}
     absent = [f for f in manifest["features"] if f not in listed]
@@ -123,7 +125,9 @@ def _feature_problems(report: dict, manifest: dict, reference: Table, current: T
     return recomputed
 
 
-def _score_problems(ws: Workspace, manifest: dict, splits: dict[str, Table]) -> Problems:
+def _score_problems(
+    ws: Workspace, manifest: dict, splits: dict[str, Table]
+) -> Generator[str, None, dict[str, _Scores] | None]:
     """Check monitoring/scores.csv.gz row by row against the splits; yield problems; return the
     scores by split (the generator's return value) when they are usable."""
     import numpy as np
@@ -163,7 +167,7 @@ def _score_problems(ws: Workspace, manifest: dict, splits: dict[str, Table]) -> 
 class _Scores:
     """The rows of one split in monitoring/scores.csv.gz, as arrays (read-only)."""
 
-    def __init__(self, frame) -> None:  # noqa: ANN001 - a pandas DataFrame
+    def __init__(self, frame) -> None:
         self.ids = frame["id_student"].to_numpy()
         self.y_true = frame["y_true"].to_numpy()
         self.y_score = Column(frame["y_score"])
@@ -234,7 +238,9 @@ def monitored(ws: Workspace) -> Problems:
     yield from _alert_problems(ws, report, recomputed)
 
 
-def _prediction_problems(ws: Workspace, report: dict, by_split: dict[str, _Scores]) -> Problems:
+def _prediction_problems(
+    ws: Workspace, report: dict, by_split: dict[str, _Scores]
+) -> Generator[str, None, dict[str, float]]:
     """Yield problems with prediction drift and decay; return the recomputed alert figures."""
     recomputed = {}
     expected = recomputed["prediction_psi"] = psi(
@@ -252,7 +258,7 @@ def _prediction_problems(ws: Workspace, report: dict, by_split: dict[str, _Score
     return recomputed
 
 
-def _serving_problems(ws: Workspace, report: dict) -> Problems:
+def _serving_problems(ws: Workspace, report: dict) -> Generator[str, None, dict[str, float]]:
     """Yield problems with the serving figures; return them recomputed from the request log."""
     records = read_requests(ws)
     recomputed = {

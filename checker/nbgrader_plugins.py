@@ -41,7 +41,7 @@ class HideHiddenTests(ClearHiddenTests):
 
     enforce_metadata = False  # feedback only reads; a stray region in any cell is removed too
 
-    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int):  # noqa: ANN201
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int):
         if cell.cell_type != "code" or self.begin_test_delimeter not in cell.source:
             return cell, resources
         cell, resources = super().preprocess_cell(cell, resources, index)
@@ -59,7 +59,7 @@ class HideHiddenTests(ClearHiddenTests):
 class DeduplicateIds(NbGraderPreprocessor):
     """Keep nbgrader metadata on the last cell of each `grade_id`; strip it from earlier copies."""
 
-    def preprocess(self, nb: NotebookNode, resources: dict):  # noqa: ANN201
+    def preprocess(self, nb: NotebookNode, resources: dict):
         seen: set[str] = set()
         for cell in reversed(nb.cells):
             if not (utils.is_grade(cell) or utils.is_solution(cell) or utils.is_locked(cell)):
@@ -76,7 +76,7 @@ class DeduplicateIds(NbGraderPreprocessor):
 class OverwriteCells(NbgraderOverwriteCells):
     """nbgrader's `OverwriteCells`, with missing grade cells put back where they belong."""
 
-    def add_missing_grade_cells(self, nb: NotebookNode, resources: dict):  # noqa: ANN201
+    def add_missing_grade_cells(self, nb: NotebookNode, resources: dict):
         """Put each deleted grade cell back right after the nearest source cell before it that
         the submission still has (grade, solution or locked), or first when there is none."""
         source = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)

@@ -138,7 +138,9 @@ def problem_fields(ws: Workspace) -> dict[str, Any]:
         fields: dict[str, Any] = {}
         for section, names in FIELDS.items():
             part = document.get(section) if isinstance(document, dict) else None
-            for name in names if isinstance(part, dict) else ():
+            if not isinstance(part, dict):
+                continue
+            for name in names:
                 value = part.get(name)
                 if isinstance(value, str) if name == "metric" else _number(value):
                     fields[name] = value

@@ -18,6 +18,7 @@ from checker.workspace import Workspace
 POINTS = 10
 
 Problems = Iterator[str]
+# A check step that yields problems and returns what it read (`value = yield from step(...)`).
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Check:
 
     def __call__(self, workspace: str | Path | Workspace) -> CheckResult:
         owned = not isinstance(workspace, Workspace)
-        ws = Workspace(workspace) if owned else workspace
+        ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         messages: list[str] = []
         try:
             for message in self.func(ws):

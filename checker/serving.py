@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
+from collections.abc import Generator
 
 from checker.contract import all_valid, schema_problems, valid_json
 from checker.errors import Invalid
@@ -127,7 +128,7 @@ def _budget_problem(ws: Workspace, budget: float) -> str | None:
     return None
 
 
-def _registry_problems(ws: Workspace, config: dict) -> Problems:
+def _registry_problems(ws: Workspace, config: dict) -> Generator[str, None, set[str]]:
     name = config["model"]
     versions, aliases, retired = _registry(ws, name)
     live = {v for v, stage in versions.items() if stage.lower() != DELETED}
@@ -158,7 +159,8 @@ def _registry_problems(ws: Workspace, config: dict) -> Problems:
 
 def _record_problems(records: list[tuple[int, dict]]) -> Problems:
     """Each record agrees with itself: who served it, whether it fell back and why."""
-    bad, seen = [], {}
+    bad: list[str] = []
+    seen: dict = {}
     for number, r in records:
         where = f"{LOG}: line {number}"
         if (r["alias"] == "base_rate") != (r["model_version"] is None):

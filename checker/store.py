@@ -283,7 +283,9 @@ def metrics_logged(ws: Workspace) -> Problems:
             ids,
         )
         version = manifest_version(ws)
-        val_runs, steps, bad = set(), {}, []
+        val_runs: set = set()
+        steps: dict = {}
+        bad: list = []
         for run_uuid, key, step, value, is_nan in metrics:
             if key.startswith("val_"):
                 val_runs.add(run_uuid)

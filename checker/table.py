@@ -36,7 +36,7 @@ _CACHED_BYTES = 0
 class Column:
     """One column, with the figures checks recompute from it, each computed on first use."""
 
-    def __init__(self, series, identity: tuple | None = None) -> None:  # noqa: ANN001 - a Series
+    def __init__(self, series, identity: tuple | None = None) -> None:
         import pandas as pd
 
         self.series = series
@@ -50,7 +50,7 @@ class Column:
     def __len__(self) -> int:
         return len(self.series)
 
-    def versus(self, other: Column, figure: Callable[[Column, Column], Any]) -> Any:  # noqa: ANN401
+    def versus(self, other: Column, figure: Callable[[Column, Column], Any]) -> Any:
         """`figure(self, other)`, computed once per pair of table columns (PSI, KS, shared keys).
 
         Remembered by the other column's identity (its file's sha256 and its name), never by
@@ -119,7 +119,7 @@ class Column:
 class Table:
     """A parsed CSV file: its pandas frame (read-only) and its columns' figures."""
 
-    def __init__(self, frame, sha256: str, how: str = "split") -> None:  # noqa: ANN001 - a DataFrame
+    def __init__(self, frame, sha256: str, how: str = "split") -> None:
         self.frame = frame
         self.sha256 = sha256  # of the file's bytes as stored (compressed or not)
         self.how = how
@@ -136,7 +136,7 @@ class Table:
             self._columns[name] = Column(self.frame[name], (self.sha256, self.how, name))
         return self._columns[name]
 
-    def derive(self, key: Any, compute: Callable[[], Any]) -> Any:  # noqa: ANN401
+    def derive(self, key: Any, compute: Callable[[], Any]) -> Any:
         """`compute()` once per key for this table: for figures that depend on its bytes alone."""
         if key not in self._derived:
             self._derived[key] = compute()
@@ -155,7 +155,7 @@ def parse(
     *,
     decode: Callable[[bytes], bytes] | None = None,
     digest: str | None = None,
-    **read_csv: Any,  # noqa: ANN401
+    **read_csv: Any,
 ) -> Table:
     """The table of a CSV file's bytes; `Invalid` naming `rel` when it cannot be read.
 
@@ -188,11 +188,11 @@ def _remember(key: tuple, table: Table, size: int) -> None:
     if size > CACHE_BYTES or CACHE_BYTES <= 0:
         return
     _CACHE[key] = table
-    table._size = size  # noqa: SLF001 - the cache's own bookkeeping
+    table._size = size
     _CACHED_BYTES += size
     while _CACHED_BYTES > CACHE_BYTES:
         _, oldest = _CACHE.popitem(last=False)
-        _CACHED_BYTES -= oldest._size  # noqa: SLF001
+        _CACHED_BYTES -= oldest._size
 
 
 def clear_cache() -> None:

@@ -251,7 +251,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
 class _SafeConstruction:
     """The constructor's caps, shared by both loaders: no huge integers, no duplicate keys."""
 
-    def construct_yaml_int(self, node):  # noqa: ANN001
+    def construct_yaml_int(self, node):
         text = str(node.value)
         if len(text.lstrip("+-").replace("_", "")) > MAX_INT_DIGITS:
             raise yaml.YAMLError(
@@ -260,7 +260,7 @@ class _SafeConstruction:
             )
         return super().construct_yaml_int(node)
 
-    def construct_mapping(self, node, deep=False):  # noqa: ANN001
+    def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, resolved by PyYAML
@@ -291,7 +291,7 @@ class _BoundedLoader(_SafeConstruction, yaml.SafeLoader):
         self._level = 0
         self._sizes: dict[int, int] = {}
 
-    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+    def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             target = self.anchors.get(event.anchor)
@@ -359,15 +359,13 @@ def _check_graph(root: yaml.Node) -> None:
                 stack.append((child, False))
 
 
-if hasattr(yaml, "CSafeLoader"):
+class _FastLoader(_SafeConstruction, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's C parser and composer with the same constructor caps: about ten times faster
+    than `_BoundedLoader`. Its node graph is checked by `_check_graph` before construction."""
 
-    class _FastLoader(_SafeConstruction, yaml.CSafeLoader):
-        """libyaml's C parser and composer with the same constructor caps: about ten times faster
-        than `_BoundedLoader`. Its node graph is checked by `_check_graph` before construction."""
 
-    _FastLoader.add_constructor("tag:yaml.org,2002:int", _FastLoader.construct_yaml_int)
-else:  # PyYAML built without libyaml
-    _FastLoader = None
+_FastLoader.add_constructor("tag:yaml.org,2002:int", _FastLoader.construct_yaml_int)
+FAST_YAML = hasattr(yaml, "CSafeLoader")  # False: PyYAML was built without libyaml
 
 
 def parse_yaml(text: str, name: str) -> Any:
@@ -377,7 +375,7 @@ def parse_yaml(text: str, name: str) -> Any:
     pure-Python `_BoundedLoader`, whose error names the problem precisely (line, anchor, key).
     """
     # libyaml recurses in C; it caps flow nesting itself (1000), but the slow path needs no trust.
-    if _FastLoader is not None and text.count("[") + text.count("{") < 2_000:
+    if FAST_YAML and text.count("[") + text.count("{") < 2_000:
         loader = _FastLoader(text)
         try:
             node = loader.get_single_node()

@@ -25,7 +25,7 @@ MAX_GAP = 0.1
 MIN_POSITIVES = 10
 
 
-def recall_at_budget(y_true, score, budget: float) -> float:  # noqa: ANN001
+def recall_at_budget(y_true, score, budget: float) -> float:
     """Stage 01's definition: fractional calls, ties picked at random (in expectation)."""
     y = np.asarray(y_true, dtype=float)
     s = np.asarray(score, dtype=float)
@@ -102,7 +102,7 @@ def valid_quantile(valid_scores: np.ndarray, test_scores: np.ndarray) -> float:
     return float(np.quantile(valid_scores, 1 - BUDGET))
 
 
-def build_evaluation(ws: Path, seed: int = 4, choose_threshold=valid_quantile) -> dict:  # noqa: ANN001
+def build_evaluation(ws: Path, seed: int = 4, choose_threshold=valid_quantile) -> dict:
     """Write problem.yaml (if absent), evaluation/predictions.csv, evaluation/valid_scores.csv
     and evaluation/report.json; `choose_threshold(valid_scores, test_scores)` sets the threshold."""
     from sklearn import metrics as skm

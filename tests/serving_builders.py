@@ -36,7 +36,7 @@ constraints:
 """
 
 
-def registry_client(ws: Path):  # noqa: ANN201 - an mlflow.MlflowClient; mlflow loads lazily
+def registry_client(ws: Path):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 

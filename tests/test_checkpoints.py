@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from training_builders import RESUME_AFTER, TrainingRuns, add_training_runs
-from untrusted import deadline, snapshot
+from untrusted import deadline, failed, snapshot
 
 import checker
 
@@ -36,10 +36,7 @@ def trained(training_template: tuple[Path, TrainingRuns], tmp_path: Path):
 
 
 def messages(ws: Path) -> list[str]:
-    result = checker.check("checkpointed", ws).results[0]
-    assert not result.passed
-    assert result.points == 0
-    return result.messages
+    return failed("checkpointed", ws).messages
 
 
 def fails_with(ws: Path, *words: str) -> str:
@@ -54,7 +51,7 @@ def index_path(ws: Path, run_id: str) -> Path:
     return ws / "checkpoints" / run_id / "index.json"
 
 
-def edit_index(ws: Path, run_id: str, change) -> dict:  # noqa: ANN001
+def edit_index(ws: Path, run_id: str, change) -> dict:
     document = json.loads(index_path(ws, run_id).read_text())
     change(document)
     index_path(ws, run_id).write_text(json.dumps(document))
@@ -91,7 +88,7 @@ def test_a_checkpoint_is_never_unpickled(trained, tmp_path: Path):
     marker = tmp_path / "the-checker-loaded-a-pickle"
 
     class Payload:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (os.mkdir, (str(marker),))
 
     path = ws / "checkpoints" / runs.finished / "epoch-001.joblib"

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 import checker
-import checker.lab  # noqa: F401 - registers lab_improved until checker/__init__ imports it
-import checker.self_assessment  # noqa: F401 - registers self_assessed likewise
+import checker.lab
+import checker.self_assessment
 from checker.chain import CI_PARAMETERS, SOLUTIONS, run_chain
 from checker.metrics import psi as course_psi
 
@@ -42,7 +42,7 @@ def cell(number: str, grade_id: str) -> str:
 
 
 def run_cell(source: str, **namespace: object) -> None:
-    exec(compile(source, "<test cell>", "exec"), {"np": np, "pd": pd, **namespace})  # noqa: S102
+    exec(compile(source, "<test cell>", "exec"), {"np": np, "pd": pd, **namespace})
 
 
 def test_the_exercises_are_named_in_run_order():
@@ -92,8 +92,8 @@ def test_the_hidden_psi_answer_key_is_the_course_definition():
 
 def test_the_solution_psi_and_alert_pass_their_tests():
     namespace: dict = {"np": np, "pd": pd}
-    exec(cell("09", "e09-psi"), namespace)  # noqa: S102
-    exec(cell("09", "e09-alert"), namespace)  # noqa: S102
+    exec(cell("09", "e09-psi"), namespace)
+    exec(cell("09", "e09-alert"), namespace)
     run_cell(cell("09", "e09-psi-tests"), psi=namespace["psi"])
     run_cell(cell("09", "e09-alert-tests"), alert=namespace["alert"])
 
@@ -102,7 +102,7 @@ def test_a_psi_without_the_missing_bin_passes_visible_tests_but_not_hidden_ones(
     from test_roundtrip import WRONG_PSI
 
     namespace: dict = {"np": np, "pd": pd}
-    exec(WRONG_PSI, namespace)  # noqa: S102
+    exec(WRONG_PSI, namespace)
     visible, hidden = cell("09", "e09-psi-tests").split("### BEGIN HIDDEN TESTS")
     run_cell(visible, psi=namespace["psi"])
     with pytest.raises(AssertionError, match="missing values in the current sample"):
@@ -110,7 +110,7 @@ def test_a_psi_without_the_missing_bin_passes_visible_tests_but_not_hidden_ones(
 
 
 def test_an_alert_that_ignores_nan_fails_a_hidden_test():
-    def naive(value, threshold, direction):  # noqa: ANN001, ANN202
+    def naive(value, threshold, direction):
         return bool(value > threshold) if direction == "above" else bool(value < threshold)
 
     visible, hidden = cell("09", "e09-alert-tests").split("### BEGIN HIDDEN TESTS")

@@ -19,7 +19,7 @@ def term(p: float, q: float) -> float:
     return (q - p) * math.log(q / p)
 
 
-def samples(seed: int, trials: int = 60):  # noqa: ANN201 - (y, s) pairs
+def samples(seed: int, trials: int = 60):
     """Labels with both classes and scores, every other trial with heavy ties (and scores
     exactly on the calibration edges)."""
     rng = np.random.default_rng(seed)

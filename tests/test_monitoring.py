@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from monitoring_builders import build_monitoring_workspace, write_report
+from untrusted import failed
 
 import checker
 from checker import monitoring
@@ -25,10 +26,7 @@ def check(ws: Path) -> checker.CheckResult:
 
 
 def messages(ws: Path) -> str:
-    result = check(ws)
-    assert not result.passed
-    assert result.points == 0
-    return "\n".join(result.messages)
+    return "\n".join(failed("monitored", ws).messages)
 
 
 def term(p: float, q: float) -> float:
@@ -61,7 +59,7 @@ def load(ws: Path) -> dict:
     return json.loads((ws / REPORT).read_text())
 
 
-def edit(ws: Path, change) -> None:  # noqa: ANN001
+def edit(ws: Path, change) -> None:
     report = load(ws)
     change(report)
     write_report(ws, report)

@@ -18,7 +18,7 @@ from checker.registry import check as register
 from checker.workspace import Workspace
 
 
-def make(func) -> Check:  # noqa: ANN001
+def make(func) -> Check:
     """A check outside the registry, so tests leave `CHECKS` alone."""
     return Check(name="probe", stage="00-probe.ipynb (section 'Probe')", func=func)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from retirement_builders import MODEL, build_retired_workspace, model_card, uri, write_sums
-from untrusted import deadline
+from untrusted import deadline, failed
 
 import checker.retirement  # noqa: F401 - registers the check
 from checker.registry import CHECKS
@@ -33,7 +33,7 @@ def ws(templates: dict[str, Path], tmp_path: Path) -> Path:
     return Path(shutil.copytree(templates["promoted"], tmp_path / "workspace", symlinks=True))
 
 
-def client(ws: Path):  # noqa: ANN201
+def client(ws: Path):
     import mlflow
 
     return mlflow.MlflowClient(tracking_uri=uri(ws))
@@ -47,8 +47,7 @@ def messages(ws: Path) -> list[str]:
 
 def one(ws: Path, *needles: str) -> str:
     """The check fails, and one message contains every needle."""
-    found = messages(ws)
-    assert found, "the check passed"
+    found = failed("retired", ws).messages
     hits = [m for m in found if all(n in m for n in needles)]
     assert hits, f"no message with {needles}: {found}"
     return hits[0]

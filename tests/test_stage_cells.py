@@ -50,7 +50,7 @@ def visible(source: str) -> str:
 
 
 def run(source: str, namespace: dict) -> dict:
-    exec(compile(source, "<grade cell>", "exec"), namespace)  # noqa: S102
+    exec(compile(source, "<grade cell>", "exec"), namespace)
     return namespace
 
 

@@ -20,7 +20,7 @@ from checker.workspace import (
 )
 
 
-def invalid(call, *args, **kwargs) -> str:  # noqa: ANN001
+def invalid(call, *args, **kwargs) -> str:
     """The message of the `Invalid` that `call(*args, **kwargs)` raises."""
     with deadline(10), pytest.raises(Invalid) as caught:
         call(*args, **kwargs)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import checker
+
 MANIFEST = "data/manifest.json"
 MAP = "lifecycle_map.yaml"
 STORE = "mlflow.db"
@@ -51,7 +53,7 @@ def snapshot(ws: Path) -> dict[str, str]:
 def deadline(seconds: float) -> Iterator[None]:
     """Fail with TimeoutError instead of hanging (a blocked `open()` of a FIFO is interrupted)."""
 
-    def expire(signum, frame):  # noqa: ANN001
+    def expire(signum, frame):
         raise TimeoutError(f"still running after {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
@@ -64,6 +66,19 @@ def deadline(seconds: float) -> Iterator[None]:
 
 
 # --- data/manifest.json ---------------------------------------------------------------------------
+
+
+def failed(name: str, ws: Path, seconds: float = 30) -> checker.CheckResult:
+    """Run the check `name` on `ws` and assert that it failed as every check must: within
+    `seconds`, with 0 points, at least one message, the hint naming its notebook, and the
+    workspace unchanged. The one home of "run the check and assert it failed"."""
+    before = snapshot(ws)
+    with deadline(seconds):
+        result = checker.check(name, ws)[name]
+    assert snapshot(ws) == before, f"{name} changed the workspace"
+    assert not result.passed and result.points == 0 and result.messages, result
+    assert result.hint == f"revisit {checker.CHECKS[name].stage}", result.hint
+    return result
 
 
 def load_manifest(ws: Path) -> dict:
