@@ -34,7 +34,7 @@ TITLES = {
     "retirement": "7. Iteration and retirement",
 }
 RADIUS = 1.0
-WRAP = 28  # characters per line of a task
+WRAP = 26  # characters per line of a task
 ALERT = "#c0392b"
 
 
@@ -114,7 +114,7 @@ def render_map(path_or_dict: str | Path | dict) -> Figure:
     document = load_map(path_or_dict)
     notes = _failure_notes(document)
 
-    fig = Figure(figsize=(12, 10.5), layout="constrained")
+    fig = Figure(figsize=(10, 9.5), layout="constrained")  # checker.plots.MAX_WIDTH
     ax = fig.add_subplot()
     ax.set_xlim(-1.55, 1.55)
     ax.set_ylim(-1.45, 1.45)
@@ -162,6 +162,6 @@ def render_map(path_or_dict: str | Path | dict) -> Figure:
     legend = ["red: a stage with a failure mode (its signal, threshold and action)"]
     lab = _lab_line(document)
     if lab:
-        legend.append(_wrap(lab, 140))
-    ax.text(-1.55, -1.45, "\n".join(legend), fontsize=9, color="dimgray", va="bottom")
+        legend.append(_wrap(lab, 110))
+    ax.text(-1.55, -1.45, "\n".join(legend), fontsize=10, color="dimgray", va="bottom")
     return fig

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ class Chain:
     executed: Path
     snapshots: Path  # snapshots/<notebook stem>/: the workspace right after that notebook ran
     runs: list[NotebookRun]
+    plot_audit: Path  # one JSON line per figure shown (checker.plots, CHECKER_PLOT_AUDIT)
 
     def before(self, notebook: str) -> Path | None:
         """The workspace as the notebook before `notebook` left it (None for the first)."""
@@ -63,6 +65,9 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     def snapshot(run: NotebookRun) -> None:
         shutil.copytree(workspace, snapshots / Path(run.notebook).stem, symlinks=True)
 
+    plot_audit = root / "plots.jsonl"
+    plot_audit.touch()
+    os.environ["CHECKER_PLOT_AUDIT"] = str(plot_audit)  # the kernels inherit it
     runs = run_chain(
         stage_notebooks(),
         workspace,
@@ -71,7 +76,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
         after=snapshot,
         log=lambda _: None,
     )
-    return Chain(workspace, root / "executed", snapshots, runs)
+    del os.environ["CHECKER_PLOT_AUDIT"]
+    return Chain(workspace, root / "executed", snapshots, runs, plot_audit)
 
 
 @pytest.fixture
