@@ -17,7 +17,9 @@ twice, timing each command as a whole (start-up included):
       inside bubblewrap, then grades the artifacts (run first: warm caches, if any, favour the
       runs after it);
   (a') the same with `--sandbox none` (kernels unsandboxed): the sandbox's cost;
-  (b) `nbgrader autograde lifecycle`, which runs the same notebooks, one learner after another.
+  (b) `nbgrader autograde lifecycle`, which runs the same notebooks, one learner after another
+      (its kernels inside bubblewrap too, as the course's nbgrader_config.py sets when bwrap
+      runs here; CHECKER_NBGRADER_SANDBOX=none for unsandboxed nbgrader).
 
 It prints the wall times, submissions per second, their ratio (goal of issue 5: the checker at
 least 1.9x nbgrader's throughput), the sandbox's cost (goal of issue 13: at most 5%), and the verdicts compared: every nbgrader grade cell whose
