@@ -146,7 +146,7 @@ def command(spec: Spec, argv: Sequence[str]) -> list[str]:
     ]  # fmt: skip
     args += _root_links()
     for path in spec.read_only or kernel_needs():
-        args += ["--ro-bind", str(path), str(path)]
+        args += ["--ro-bind", str(path.resolve()), str(path)]  # a link is bound as its target
     for path in spec.writable:  # after /tmp: a writable folder may live under it
         args += ["--bind", str(path), str(path)]
     # Nothing else is writable: not the sandbox's own root, nor its /dev (both would be tmpfs
@@ -371,6 +371,13 @@ def _provisioner() -> type:
             env = kernel_env(kwargs.get("env") or {}, writable, private)
             limits = Limits(memory_mb=self.memory_mb, tasks=self.tasks, scratch_mb=self.file_mb)
             spec = Spec(writable=writable, cwd=cwd, env=env, limits=limits)
+            datasets = next(
+                (f / "datasets" for f in cwd.parents if (f / "datasets").is_dir()), None
+            )
+            if datasets is not None and datasets.resolve() == DATASETS.resolve():
+                # The notebooks find the course's data by walking up from their folder (an
+                # nbgrader course links datasets/ at its root): the same data, at that path too.
+                spec = Spec(spec.writable, cwd, env, (*kernel_needs(), datasets), limits)
             return kwargs | {"cmd": command(spec, kwargs["cmd"])}
 
         async def cleanup(self, restart: bool = False) -> None:

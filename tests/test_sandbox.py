@@ -476,3 +476,33 @@ def test_killing_the_grader_leaves_no_process_of_the_batch(
         time.sleep(0.1)
     assert left() == []
     assert len(list((tmp_path / "res").glob("*/result.json"))) < (4 if execute else 80)
+
+
+NBGRADER_KERNEL = """\
+import sys
+import nbformat
+from nbclient import NotebookClient
+from traitlets.config.loader import PyFileConfigLoader
+config = PyFileConfigLoader("nbgrader_config.py", path=sys.argv[1]).load_config()
+cell = "import os; print(os.getpid(), len([p for p in os.listdir('/proc') if p.isdigit()]))"
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+NotebookClient(nb, config=config, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
+print(nb.cells[0].outputs[0]["text"])
+"""
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize("mode", ["bwrap", "none"])
+def test_nbgrader_kernels_run_inside_the_sandbox(tmp_path: Path, mode: str):
+    """The course's nbgrader_config.py starts kernels (autograde's included) inside bwrap."""
+    done = subprocess.run(
+        [sys.executable, "-c", NBGRADER_KERNEL, str(ROOT), str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+        env=os.environ | {"CHECKER_NBGRADER_SANDBOX": mode},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    pid, processes = map(int, done.stdout.split()[-2:])  # after any notes of the kernel
+    if mode == "bwrap":
+        assert (pid, processes) == (2, 2)  # its own pid namespace: bwrap's init and the kernel
+    else:
+        assert pid > 2 and processes > 2
