@@ -10,7 +10,18 @@ so failing paths are timed too. Prints workspaces per second for each --jobs, th
 peak RSS of a grading worker (flat as N grows means nothing accumulates per learner).
 Goals (issue 5): >= 40 workspaces/s with 2 jobs; <= 300 MB per worker.
 
-Each size is graded twice:
+The engines part grades one cohort of workspaces (artifacts) and one of small notebooks
+(`--execute`, in the sandbox) with `--jobs 2`, `--scheduler local:2` (paths), and local:2 sending
+each submission as bytes, as a remote worker gets it. Each rate is given overall (start-up
+included: a LocalCluster and one grading process per worker take a few seconds) and once started
+(first result to last). Goal (issue 11): local:2 at least 0.9x the pool once started.
+
+How that grows with N machines of c cores: min(N*c/g, 1/k, 1/(1 ms), bandwidth/S), with g the
+cost of a learner on a worker core, k the client's serial cost per learner (bundling its files,
+submitting, writing its result) and S the bytes a task carries; README.md ("On a Dask cluster")
+works it out with the figures measured here.
+
+Each size of the jobs part is graded twice:
 - "same data": as copied, learners share byte-identical split files, as a cohort does when
   everyone runs the course's notebooks on the course's data with its seed; a worker parses such
   files once (`checker/table.py`).
