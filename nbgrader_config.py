@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.converters import Autograde
 from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, GetGrades, OverwriteKernelspec
 
 from checker import sandbox
 from checker.exchange import exchange_root
-from checker.nbgrader_plugins import DeduplicateIds, HideHiddenTests, OverwriteCells
+from checker.nbgrader_plugins import DeduplicateIds, HideHiddenTests, OverwriteCells, sandboxed
 
 c = get_config()  # noqa: F821 - injected by traitlets
 
@@ -53,16 +54,17 @@ c.Exchange.root = str(exchange_root(Path(__file__).resolve().parent))
 c.ExchangeFactory.release_assignment = "checker.exchange.ReleaseAssignment"
 
 # Learner code runs inside bubblewrap, as with `checker grade --execute` (checker/sandbox.py):
-# each kernel in a sandbox of its own that may write only its notebook's folder (the learner's
-# copy in autograded/), with no network, over Unix sockets. CHECKER_NBGRADER_SANDBOX=none runs
-# kernels unsandboxed; without bwrap they run unsandboxed too, and this says so once on stderr.
+# autograde starts each kernel in a sandbox of its own that may write only its notebook's folder
+# (the learner's copy in autograded/), with no network, over Unix sockets. Only autograde: the
+# learner's own kernels (JupyterLab, `nbgrader validate`) run as usual. CHECKER_NBGRADER_SANDBOX=none
+# autogrades unsandboxed; without bwrap it does too, and this says so once on stderr.
 if os.environ.get("CHECKER_NBGRADER_SANDBOX", "bwrap") != "none":
     why = sandbox.unavailable()
     if why is None:
-        os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] = "checker-sandbox"
-        c.KernelManager.transport = "ipc"
+        defaults = Autograde.class_traits()["autograde_preprocessors"].default()
+        c.Autograde.autograde_preprocessors = sandboxed(defaults)
     else:
         print(
-            f"nbgrader_config.py: kernels run UNSANDBOXED: {why} ({sandbox.INSTALL})",
+            f"nbgrader_config.py: autograde runs kernels UNSANDBOXED: {why} ({sandbox.INSTALL})",
             file=sys.stderr,
         )

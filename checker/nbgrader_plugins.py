@@ -1,4 +1,4 @@
-"""Three nbgrader preprocessors that `nbgrader_config.py` plugs into nbgrader's pipelines.
+"""Four nbgrader preprocessors that `nbgrader_config.py` plugs into nbgrader's pipelines.
 
 - `HideHiddenTests` (feedback): nbgrader's feedback shows the autograded notebook, whose test
   cells hold the hidden tests again (jupyter/nbgrader#917). This removes every
@@ -16,6 +16,10 @@
   solution cells, so when that earlier cell is a locked read-only cell it raises `KeyError` and
   the learner's whole assignment fails; its index arithmetic also drifts once a cell has been
   added. This version looks each position up afresh, among all the nbgrader cells present.
+- `SandboxedExecute` (autograde): nbgrader's `Execute`, with each learner's kernel started inside
+  bubblewrap (`checker.sandbox.SandboxKernelManager`), as `checker grade --execute` runs it.
+  Only autograde's pipeline gets it: `nbgrader validate` and JupyterLab's own kernels are the
+  learner's, and run as usual.
 
 Configure them in `nbgrader_config.py`:
 
@@ -23,6 +27,7 @@ Configure them in `nbgrader_config.py`:
     c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec,
                                           OverwriteCells, CheckCellMetadata]
     c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+    c.Autograde.autograde_preprocessors = sandboxed(Autograde.autograde_preprocessors default)
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from __future__ import annotations
 from nbformat import NotebookNode
 from nbformat.v4 import new_output
 from nbgrader import utils
-from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
 from nbgrader.preprocessors import OverwriteCells as NbgraderOverwriteCells
 
 WITHHELD = "The outputs of a cell with hidden tests are not shown in feedback."
@@ -102,3 +107,18 @@ class OverwriteCells(NbgraderOverwriteCells):
             at = next((p + 1 for p in before if p is not None), 0)
             nb.cells.insert(at, cell)
         return nb, resources
+
+
+class SandboxedExecute(Execute):
+    """nbgrader's `Execute`, each kernel inside bubblewrap (`checker.sandbox`), over Unix sockets."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        from checker.sandbox import SandboxKernelManager
+
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(*args, **kwargs)
+
+
+def sandboxed(preprocessors: list) -> list:
+    """Autograde's preprocessors with `Execute` replaced by `SandboxedExecute`."""
+    return [SandboxedExecute if p is Execute else p for p in preprocessors]

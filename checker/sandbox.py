@@ -350,7 +350,7 @@ def _provisioner() -> type:
         )
         private = Unicode("")
 
-        async def pre_launch(self, **kwargs):  # noqa: ANN003, ANN201
+        async def pre_launch(self, **kwargs):
             km = self.parent
             if km.transport != "ipc":
                 raise CheckerError(
@@ -389,9 +389,38 @@ def _provisioner() -> type:
     return SandboxProvisioner
 
 
-def __getattr__(name: str):  # noqa: ANN202 - `checker.sandbox:SandboxProvisioner`, made lazily
+@functools.cache
+def _kernel_manager() -> type:
+    """`SandboxKernelManager`, made on first use: importing jupyter_client costs every grader."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class SandboxKernelManager(AsyncKernelManager):
+        """An `AsyncKernelManager` whose kernels start inside bwrap (`SandboxProvisioner`), over
+        Unix sockets. Only what is given this class is sandboxed (nbgrader's autograde, through
+        `checker.nbgrader_plugins.SandboxedExecute`): no environment variable leaks the choice to
+        every kernel of the process (a JupyterLab that loads nbgrader_config.py keeps its own)."""
+
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @property
+        def kernel_spec(self):
+            spec = super().kernel_spec
+            if spec is not None:
+                provisioner = {"provisioner_name": "checker-sandbox", "config": {}}
+                spec.metadata = {**spec.metadata, "kernel_provisioner": provisioner}
+            return spec
+
+    return SandboxKernelManager
+
+
+def __getattr__(name: str):
     if name == "SandboxProvisioner":
         return _provisioner()
+    if name == "SandboxKernelManager":
+        return _kernel_manager()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

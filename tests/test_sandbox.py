@@ -482,27 +482,44 @@ NBGRADER_KERNEL = """\
 import sys
 import nbformat
 from nbclient import NotebookClient
+from nbgrader.converters import Autograde
 from traitlets.config.loader import PyFileConfigLoader
 config = PyFileConfigLoader("nbgrader_config.py", path=sys.argv[1]).load_config()
 cell = "import os; print(os.getpid(), len([p for p in os.listdir('/proc') if p.isdigit()]))"
-nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
-NotebookClient(nb, config=config, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
-print(nb.cells[0].outputs[0]["text"])
+resources = {"metadata": {"path": sys.argv[2]}}
+def notebook():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+steps = config.Autograde.get("autograde_preprocessors") or Autograde.class_traits()[
+    "autograde_preprocessors"].default()
+autograded = notebook()
+steps[0](config=config).preprocess(autograded, resources)  # autograde runs the notebook
+learners = notebook()  # a kernel as JupyterLab or `nbgrader validate` starts it, same config
+NotebookClient(learners, config=config, kernel_name="python3", resources=resources).execute()
+print(steps[0].__name__, autograded.cells[0].outputs[0]["text"].strip())
+print(learners.cells[0].outputs[0]["text"].strip())
 """
 
 
 @pytest.mark.sandbox
 @pytest.mark.parametrize("mode", ["bwrap", "none"])
 def test_nbgrader_kernels_run_inside_the_sandbox(tmp_path: Path, mode: str):
-    """The course's nbgrader_config.py starts kernels (autograde's included) inside bwrap."""
+    """The course's nbgrader_config.py starts autograde's kernels inside bwrap, and only those:
+    a learner's own kernels (JupyterLab, validate) loading the same config run as usual."""
     done = subprocess.run(
         [sys.executable, "-c", NBGRADER_KERNEL, str(ROOT), str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=180,
         env=os.environ | {"CHECKER_NBGRADER_SANDBOX": mode},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    pid, processes = map(int, done.stdout.split()[-2:])  # after any notes of the kernel
+    *_, autograde_line, learner_line = done.stdout.strip().splitlines()
+    step, pid, processes = autograde_line.split()[-3:]
+    learner_pid, learner_processes = map(int, learner_line.split()[-2:])
     if mode == "bwrap":
-        assert (pid, processes) == (2, 2)  # its own pid namespace: bwrap's init and the kernel
+        assert step == "SandboxedExecute"
+        assert (int(pid), int(processes)) == (2, 2)  # own pid namespace: bwrap's init, the kernel
     else:
-        assert pid > 2 and processes > 2
+        assert step == "Execute"
+        assert int(pid) > 2 and int(processes) > 2
+    assert learner_pid > 2 and learner_processes > 2  # never sandboxed by the config
