@@ -203,6 +203,8 @@ def _start_runner(scratch: Path, options: dict) -> int:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             cwd=scratch,
+            # One thread per library from the start: a threaded process gets no user namespace.
+            env=os.environ | RUNNER_ENV,
         )
         process.returncode = 0  # reaped by _wait with os.waitpid, not by this object
         return process.pid
@@ -321,6 +323,10 @@ def _become_runner(scratch: Path, limit: int) -> None:
     # held open, a pipe would not see its end while the runner lives. Nothing here uses them.
     most = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     os.closerange(3, most if most != resource.RLIM_INFINITY else 65536)
+    # An event loop the worker inherited (papermill run in the process it was forked from) holds
+    # file descriptors just closed: papermill must make its own (else "Bad file descriptor").
+    if "jupyter_core.utils" in sys.modules:
+        sys.modules["jupyter_core.utils"]._loop.set(None)
     os.chdir(scratch)
     os.environ.update(RUNNER_ENV)
     signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the worker's handler raises into its grading
