@@ -258,6 +258,13 @@ def _runner(scratch: Path, options: dict, parent: int) -> None:
     if sandboxed:
         os.environ["HOME"] = str(box / "home")
         os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] = "checker-sandbox"
+        # A factory the worker inherited (papermill run in the process it was forked from)
+        # would keep its default: make it again, and refuse to run kernels unless sandboxed.
+        from jupyter_client.provisioning.factory import KernelProvisionerFactory
+
+        KernelProvisionerFactory.clear_instance()
+        if KernelProvisionerFactory.instance().default_provisioner_name != "checker-sandbox":
+            raise RuntimeError("kernels would not start inside the sandbox")
         kernels = {"SandboxProvisioner": {"writable": [str(box)], **_provisioner_limits(limits)}}
     runs = _child(box / "notebooks", box / "workspace", options["timeout"], kernels)
     if sandboxed:  # every sandbox has exited: copy out what the notebooks left, within the cap
