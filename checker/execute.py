@@ -203,6 +203,8 @@ def _start_runner(scratch: Path, options: dict) -> int:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             cwd=scratch,
+            # One thread per library from the start: a threaded process gets no user namespace.
+            env=os.environ | RUNNER_ENV,
         )
         process.returncode = 0  # reaped by _wait with os.waitpid, not by this object
         return process.pid
@@ -256,6 +258,13 @@ def _runner(scratch: Path, options: dict, parent: int) -> None:
     if sandboxed:
         os.environ["HOME"] = str(box / "home")
         os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] = "checker-sandbox"
+        # A factory the worker inherited (papermill run in the process it was forked from)
+        # would keep its default: make it again, and refuse to run kernels unless sandboxed.
+        from jupyter_client.provisioning.factory import KernelProvisionerFactory
+
+        KernelProvisionerFactory.clear_instance()
+        if KernelProvisionerFactory.instance().default_provisioner_name != "checker-sandbox":
+            raise RuntimeError("kernels would not start inside the sandbox")
         kernels = {"SandboxProvisioner": {"writable": [str(box)], **_provisioner_limits(limits)}}
     runs = _child(box / "notebooks", box / "workspace", options["timeout"], kernels)
     if sandboxed:  # every sandbox has exited: copy out what the notebooks left, within the cap
@@ -321,6 +330,10 @@ def _become_runner(scratch: Path, limit: int) -> None:
     # held open, a pipe would not see its end while the runner lives. Nothing here uses them.
     most = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     os.closerange(3, most if most != resource.RLIM_INFINITY else 65536)
+    # An event loop the worker inherited (papermill run in the process it was forked from) holds
+    # file descriptors just closed: papermill must make its own (else "Bad file descriptor").
+    if "jupyter_core.utils" in sys.modules:
+        sys.modules["jupyter_core.utils"]._loop.set(None)
     os.chdir(scratch)
     os.environ.update(RUNNER_ENV)
     signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the worker's handler raises into its grading
