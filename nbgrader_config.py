@@ -9,9 +9,13 @@ release directory; the whole course is one assignment, `lifecycle`, so the learn
 Never edit `notebooks/` by hand: tests/test_release.py fails when it drifts from `solutions/`.
 """
 
+import os
+import sys
+
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, GetGrades, OverwriteKernelspec
 
+from checker import sandbox
 from checker.nbgrader_plugins import DeduplicateIds, HideHiddenTests, OverwriteCells
 
 c = get_config()  # noqa: F821 - injected by traitlets
@@ -38,3 +42,18 @@ c.Autograde.sanitize_preprocessors = [
 ]
 # Feedback: hidden tests, and the outputs that could quote them, never reach a learner (nbgrader#917).
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+
+# Learner code runs inside bubblewrap, as with `checker grade --execute` (checker/sandbox.py):
+# each kernel in a sandbox of its own that may write only its notebook's folder (the learner's
+# copy in autograded/), with no network, over Unix sockets. CHECKER_NBGRADER_SANDBOX=none runs
+# kernels unsandboxed; without bwrap they run unsandboxed too, and this says so once on stderr.
+if os.environ.get("CHECKER_NBGRADER_SANDBOX", "bwrap") != "none":
+    why = sandbox.unavailable()
+    if why is None:
+        os.environ["JUPYTER_DEFAULT_PROVISIONER_NAME"] = "checker-sandbox"
+        c.KernelManager.transport = "ipc"
+    else:
+        print(
+            f"nbgrader_config.py: kernels run UNSANDBOXED: {why} ({sandbox.INSTALL})",
+            file=sys.stderr,
+        )

@@ -13,12 +13,16 @@ turn, the notebooks of `--one-blank`: by default the exercises of the subset). T
 twice, timing each command as a whole (start-up included):
 
   (a) `python -m checker grade <course>/submitted --out <results> --execute --jobs 2`, which
-      re-runs each learner's notebooks with papermill in a limited child process, then grades
-      the artifacts (run first: warm caches, if any, favour nbgrader);
-  (b) `nbgrader autograde lifecycle`, which runs the same notebooks, one learner after another.
+      re-runs each learner's notebooks with papermill in a limited child process, its kernels
+      inside bubblewrap, then grades the artifacts (run first: warm caches, if any, favour the
+      runs after it);
+  (a') the same with `--sandbox none` (kernels unsandboxed): the sandbox's cost;
+  (b) `nbgrader autograde lifecycle`, which runs the same notebooks, one learner after another
+      (its kernels inside bubblewrap too, as the course's nbgrader_config.py sets when bwrap
+      runs here; CHECKER_NBGRADER_SANDBOX=none for unsandboxed nbgrader).
 
-It prints both wall times, submissions per second, their ratio (goal of issue 5: the checker at
-least 1.9x nbgrader's throughput), and the verdicts compared: every nbgrader grade cell whose
+It prints the wall times, submissions per second, their ratio (goal of issue 5: the checker at
+least 1.9x nbgrader's throughput), the sandbox's cost (goal of issue 13: at most 5%), and the verdicts compared: every nbgrader grade cell whose
 source calls `checker.check_all(ws, only=[...])` is matched to those checks; the cell passes when
 it scored its full points, the checks pass when the checker passed all of them. Exits 1 when any
 verdict differs, or when nbgrader failed to process a learner (who is then left out of the
@@ -262,11 +266,16 @@ def main() -> int:
         learners = sorted(kinds)
 
         load_before = os.getloadavg()[0]
+        grade = [sys.executable, "-m", "checker", "grade", str(course / "submitted"),
+                 "--execute", "--jobs", str(args.jobs)]  # fmt: skip
         checker_seconds = run(
-            [sys.executable, "-m", "checker", "grade", str(course / "submitted"),
-             "--out", str(root / "results"), "--execute", "--jobs", str(args.jobs)],
-            root, root / "checker.log",
-        )  # fmt: skip
+            [*grade, "--out", str(root / "results")], root, root / "checker.log"
+        )  # learner kernels inside bubblewrap (the default)
+        unsandboxed_seconds = run(
+            [*grade, "--out", str(root / "results-none"), "--sandbox", "none"],
+            root,
+            root / "checker-none.log",
+        )
         nbgrader_seconds = run(
             [*nbgrader, "autograde", ASSIGNMENT], course, root / "nbgrader.log", check=False
         )
@@ -297,10 +306,17 @@ def main() -> int:
     )
     print()
     rate_theirs, rate_ours = args.n / nbgrader_seconds, args.n / checker_seconds
+    rate_none = args.n / unsandboxed_seconds
     command = f"checker grade --execute --jobs {args.jobs}"
-    print(f"{'nbgrader autograde':<34} {nbgrader_seconds:8.1f} s  {rate_theirs:.3f} submissions/s")
-    print(f"{command:<34} {checker_seconds:8.1f} s  {rate_ours:.3f} submissions/s")
+    print(f"{'nbgrader autograde':<44} {nbgrader_seconds:8.1f} s  {rate_theirs:.3f} submissions/s")
+    print(f"{command:<44} {checker_seconds:8.1f} s  {rate_ours:.3f} submissions/s")
+    print(
+        f"{command + ' --sandbox none':<44} {unsandboxed_seconds:8.1f} s  {rate_none:.3f} submissions/s"
+    )
     print(f"throughput ratio (checker / nbgrader): {rate_ours / rate_theirs:.2f}x  (goal >= 1.9x)")
+    print(
+        f"cost of the sandbox: {100 * (1 - rate_ours / rate_none):.1f}% of throughput  (goal <= 5%)"
+    )
     print()
 
     compared = [lr for lr in learners if lr not in dropped]

@@ -9,7 +9,7 @@ code.
 
 With `sandbox="bwrap"` (the default) learner code runs only inside bubblewrap
 (`checker/sandbox.py`): the runner first makes the learner's working folder a size-capped tmpfs
-of its own (`scratch/box`), then starts each kernel in a sandbox that may write that folder and
+of its own (`/tmp/checker-box-*`, see `_box`), then starts each kernel in a sandbox that may write that folder and
 nothing else. When every sandbox has exited, the runner copies what the notebooks left (the
 workspace, the executed notebooks) out to `scratch/`, within the size cap; the grading worker
 reads it there, as untrusted files. The runner itself is trusted code: it runs no learner code,
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import json
 import os
 import resource
@@ -128,6 +129,12 @@ def run_submission(
             _stop(pid)
         with contextlib.suppress(ProcessLookupError):  # belt and braces: the runner's group
             os.killpg(pid, signal.SIGKILL)
+    if sandbox == "bwrap":
+        from checker.sandbox import remove_learner_cgroup
+
+        remove_learner_cgroup(_cgroup_name(pid))
+        with contextlib.suppress(OSError):  # the empty mount point of the runner's tmpfs
+            _box(scratch).rmdir()
     if status is None:
         return workspace, f"the notebooks ran longer than {wall:.0f} s in all and were stopped"
     summary = _read_summary(scratch / SUMMARY)
@@ -141,6 +148,18 @@ def run_submission(
         errors.append(f"{', '.join(heavy)}: outputs over {MAX_OUTPUT_BYTES // 1_000_000} MB")
     errors += summary["problems"]
     return workspace, "; ".join(errors) or None
+
+
+def _box(scratch: Path) -> Path:
+    """Where a sandboxed runner mounts the learner's tmpfs: a short path, because the kernels'
+    Unix sockets live in it and a socket's path may not exceed 107 bytes (a long TMPDIR for
+    `scratch` would break every kernel). Named after `scratch`, a new folder."""
+    digest = hashlib.sha256(str(scratch.resolve()).encode()).hexdigest()[:16]
+    return Path("/tmp") / f"checker-box-{digest}"
+
+
+def _cgroup_name(runner: int) -> str:
+    return f"checker-learner-{runner}"
 
 
 def _read_summary(path: Path) -> dict | None:
@@ -184,6 +203,8 @@ def _start_runner(scratch: Path, options: dict) -> int:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             cwd=scratch,
+            # One thread per library from the start: a threaded process gets no user namespace.
+            env=os.environ | RUNNER_ENV,
         )
         process.returncode = 0  # reaped by _wait with os.waitpid, not by this object
         return process.pid
@@ -208,12 +229,13 @@ def _runner(scratch: Path, options: dict, parent: int) -> None:
     limits = Limits(**options["limits"])
     _become_runner(scratch, limits.memory_mb * 1024 * 1024)
     sandboxed = options["sandbox"] == "bwrap"
-    box = scratch / "box" if sandboxed else scratch
+    box = _box(scratch) if sandboxed else scratch
     problems = []
     if sandboxed:
         from checker import sandbox
 
-        box.mkdir()
+        box.mkdir(exist_ok=True)
+        sandbox.learner_cgroup(_cgroup_name(os.getpid()), limits)
         try:
             sandbox.learner_scratch(box, limits)
         except OSError as exc:
@@ -301,6 +323,10 @@ def _become_runner(scratch: Path, limit: int) -> None:
     # held open, a pipe would not see its end while the runner lives. Nothing here uses them.
     most = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     os.closerange(3, most if most != resource.RLIM_INFINITY else 65536)
+    # An event loop the worker inherited (papermill run in the process it was forked from) holds
+    # file descriptors just closed: papermill must make its own (else "Bad file descriptor").
+    if "jupyter_core.utils" in sys.modules:
+        sys.modules["jupyter_core.utils"]._loop.set(None)
     os.chdir(scratch)
     os.environ.update(RUNNER_ENV)
     signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the worker's handler raises into its grading

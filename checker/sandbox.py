@@ -11,6 +11,8 @@ the machine (no `$HOME`, no submissions, no results, no `solutions/`, no gradebo
 
 Limits are set with `prlimit` on the sandbox: address space per process, tasks (processes and
 threads, counted in the sandbox's own user namespace), the size of any one file, no core dumps.
+Root is exempt from the task rlimit, so a grader running as root also puts each learner's runner
+in a `pids` cgroup of its own (`learner_cgroup`).
 
 Kernels get there through `SandboxProvisioner`, a jupyter_client kernel provisioner (entry point
 `checker-sandbox`): it wraps the kernel's command, talks to it over Unix sockets in a private
@@ -33,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT / "datasets"
 PACKAGE = Path(__file__).resolve().parent
 ISOLATIONS = ("bwrap", "none")
+CGROUP = Path("/sys/fs/cgroup")
 INSTALL = "apt install bubblewrap"
 # /etc files a kernel reads (the loader's cache, fonts, names of users and time zones); no others.
 ETC = (
@@ -142,7 +146,7 @@ def command(spec: Spec, argv: Sequence[str]) -> list[str]:
     ]  # fmt: skip
     args += _root_links()
     for path in spec.read_only or kernel_needs():
-        args += ["--ro-bind", str(path), str(path)]
+        args += ["--ro-bind", str(path.resolve()), str(path)]  # a link is bound as its target
     for path in spec.writable:  # after /tmp: a writable folder may live under it
         args += ["--bind", str(path), str(path)]
     # Nothing else is writable: not the sandbox's own root, nor its /dev (both would be tmpfs
@@ -256,6 +260,67 @@ def learner_scratch(folder: Path, limits: Limits) -> None:
             raise OSError(ctypes.get_errno(), f"mount of {target} refused")
 
 
+# --- the learner's task count, for root ----------------------------------------------------------
+
+
+def _pids_hierarchy() -> Path | None:
+    """This process's cgroup in the `pids` hierarchy (cgroup v1 or v2), or None."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):  # v1
+            return CGROUP / "pids" / path.lstrip("/")
+    for line in lines:
+        if line.startswith("0::"):  # v2: pids.max appears in children when it is delegated
+            return CGROUP / line[3:].lstrip("/")
+    return None
+
+
+def learner_cgroup(name: str, limits: Limits) -> Path | None:
+    """Move this process into a new `pids` cgroup `name` capped at `limits.tasks`; return it.
+
+    The kernel does not apply RLIMIT_NPROC to the real root user, even inside a user namespace,
+    so a grader running as root caps a learner's tasks with a cgroup (when it may make one);
+    others get the rlimit, which binds them. None when no cgroup could be made.
+    """
+    base = _pids_hierarchy()
+    if base is None or os.getuid() != 0:
+        return None
+    folder = base / name
+    try:
+        folder.mkdir()
+    except OSError:
+        return None
+    try:
+        (folder / "pids.max").write_text(str(limits.tasks))
+        (folder / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError:
+        remove_cgroup(folder)
+        return None
+    return folder
+
+
+def remove_learner_cgroup(name: str) -> None:
+    """Remove the cgroup `learner_cgroup(name)` made, if any, once its processes have exited."""
+    base = _pids_hierarchy()
+    if base is not None and (base / name).is_dir():
+        remove_cgroup(base / name)
+
+
+def remove_cgroup(folder: Path) -> None:
+    for _ in range(100):
+        try:
+            folder.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:  # still busy: its last processes are being reaped
+            time.sleep(0.01)
+
+
 # --- kernels ------------------------------------------------------------------------------------
 
 
@@ -292,7 +357,9 @@ def _provisioner() -> type:
                     "a sandboxed kernel has no network: set KernelManager.transport = 'ipc'"
                 )
             if not self.private:  # a restarted kernel keeps its folder
-                self.private = tempfile.mkdtemp(prefix="kernel-")
+                # Its sockets' paths may not exceed 107 bytes: a long TMPDIR gives way to /tmp.
+                short = tempfile.gettempdir() if len(tempfile.gettempdir()) < 60 else "/tmp"
+                self.private = tempfile.mkdtemp(prefix="kernel-", dir=short)
             km.connection_file = str(Path(self.private) / "kernel.json")
             km.ip = str(Path(self.private) / "ipc")
             kwargs = await super().pre_launch(**kwargs)
@@ -304,6 +371,13 @@ def _provisioner() -> type:
             env = kernel_env(kwargs.get("env") or {}, writable, private)
             limits = Limits(memory_mb=self.memory_mb, tasks=self.tasks, scratch_mb=self.file_mb)
             spec = Spec(writable=writable, cwd=cwd, env=env, limits=limits)
+            datasets = next(
+                (f / "datasets" for f in cwd.parents if (f / "datasets").is_dir()), None
+            )
+            if datasets is not None and datasets.resolve() == DATASETS.resolve():
+                # The notebooks find the course's data by walking up from their folder (an
+                # nbgrader course links datasets/ at its root): the same data, at that path too.
+                spec = Spec(spec.writable, cwd, env, (*kernel_needs(), datasets), limits)
             return kwargs | {"cmd": command(spec, kwargs["cmd"])}
 
         async def cleanup(self, restart: bool = False) -> None:

@@ -7,7 +7,26 @@ from pathlib import Path
 import pytest
 from builders import build_workspace
 
+from checker import sandbox
 from checker.chain import CI_PARAMETERS, NotebookRun, run_chain, stage_notebooks
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `sandbox` need bubblewrap: skip them where it cannot run."""
+    marked = [item for item in items if item.get_closest_marker("sandbox")]
+    why = sandbox.unavailable() if marked else None
+    if why:
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=f"no sandbox here: {why}"))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001, ARG001
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "sandbox" in r.keywords]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} sandbox tests skipped: bubblewrap cannot run here "
+            f"({sandbox.unavailable()}); install it with `{sandbox.INSTALL}` (CI's .ci/run does)"
+        )
 
 
 @pytest.fixture(scope="session")

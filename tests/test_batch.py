@@ -247,6 +247,7 @@ EXECUTE_CASES = {
 
 
 @pytest.mark.slow
+@pytest.mark.sandbox
 def test_execute_mode_records_runaway_notebooks_and_grades_the_rest(
     valid_template: Path, tmp_path: Path
 ):

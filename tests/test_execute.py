@@ -162,7 +162,7 @@ def test_with_another_thread_running_the_runner_is_a_fresh_interpreter(tmp_path:
     assert seen["env"] == execute.RUNNER_ENV
 
 
-MODES = ["bwrap", "none"]
+MODES = [pytest.param("bwrap", marks=pytest.mark.sandbox), "none"]
 
 
 @pytest.mark.parametrize("sandbox", MODES)
@@ -212,6 +212,7 @@ def test_a_killed_runner_is_reported_as_out_of_memory(tmp_path: Path):
     assert error == ("executing the notebooks failed: the runner ran out of memory (limit 2048 MB)")
 
 
+@pytest.mark.sandbox
 def test_the_executed_notebook_is_written_once_with_its_outputs(tmp_path: Path):
     folder = submission(tmp_path, "print('hello from the kernel')")
     _, error = run_submission(folder, tmp_path / "scratch", timeout=30)
