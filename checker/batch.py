@@ -27,7 +27,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -392,7 +392,7 @@ def failure(learner: Learner, message: str, execute: dict | None) -> dict:
 
 def _graded_here(
     results: Path, todo: list[Learner], jobs: int, execute: dict | None
-) -> Iterator[Outcome]:
+) -> Generator[Outcome, None, None]:
     """Grade in a pool of forked worker processes, each writing its learners' results."""
     if todo:
         _warm_up()

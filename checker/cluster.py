@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from checker.batch import Learner, Outcome, _refusal, failure, grade_one
@@ -56,7 +56,7 @@ SHM = "/dev/shm"  # memory, where a worker unpacks submissions when it has room 
 SHM_SPARE = 256_000_000
 
 
-def distributed():  # noqa: ANN201
+def distributed():
     """The `distributed` package, or a usage error saying how to install it."""
     try:
         import distributed as module
@@ -223,7 +223,7 @@ def graded(
     *,
     shared_fs: bool | None = None,
     max_submission_mb: float | None = None,
-) -> Iterator[Outcome]:
+) -> Generator[Outcome, None, None]:
     """Grade `todo` on the cluster; yield each learner's outcome as it completes (any order).
 
     `shared_fs` None: by path for `local:N` (its workers share this machine's files), as bytes
@@ -263,7 +263,7 @@ def graded(
             finished.add(future)
             return None
 
-        def fill() -> Iterator[Outcome]:
+        def fill() -> Generator[Outcome, None, None]:
             while len(pending) < threads.window():
                 learner = next(waiting, None)
                 if learner is None:
@@ -280,6 +280,7 @@ def graded(
             if future.status == "error":
                 error = answer[1]  # (type, exception, traceback)
             future.release()
+            outcome: Outcome | None
             if error is None:
                 outcome = Outcome(learner, answer["result"], answer["feedback"])
             elif not isinstance(error, dist.KilledWorker):
@@ -310,7 +311,7 @@ class _Threads:
     (workers come and go), so that no worker waits for the client and the client holds a few
     submissions in memory, not a cohort."""
 
-    def __init__(self, client) -> None:  # noqa: ANN001
+    def __init__(self, client) -> None:
         self.client, self.when, self.count = client, 0.0, 0
 
     def window(self) -> int:
@@ -321,7 +322,7 @@ class _Threads:
 
 
 @contextlib.contextmanager
-def _client(dist, target: int | str) -> Iterator:  # noqa: ANN001
+def _client(dist, target: int | str) -> Iterator:
     import logging
 
     import dask
@@ -387,6 +388,7 @@ def _ask(request: dict) -> dict:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+    assert helper.stdin is not None and helper.stdout is not None  # both are pipes
     try:
         helper.stdin.write(json.dumps(request).encode("utf-8") + b"\n")
         helper.stdin.flush()

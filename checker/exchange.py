@@ -41,7 +41,7 @@ def exchange_root(course: Path) -> Path:
 class ReleaseAssignment(_NbgraderRelease):
     """`nbgrader release_assignment` that never releases what a local run left behind."""
 
-    def do_copy(self, src, dest, log=None):  # noqa: ANN001, ANN201 - nbgrader's signature
+    def do_copy(self, src, dest, log=None):
         extra = [p for p in RELEASE_IGNORE if p not in self.coursedir.ignore]
         self.coursedir.ignore = [*self.coursedir.ignore, *extra]
         try:

@@ -165,7 +165,9 @@ def _cgroup_name(runner: int) -> str:
 def _read_summary(path: Path) -> dict | None:
     """The runner's `runs.json`, checked for shape (it is written beside learner files), or None."""
     try:
-        summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if not path.is_file():
+            return None
+        summary = json.loads(path.read_text(encoding="utf-8"))
         runs, problems = summary["runs"], summary["problems"]
         assert all(isinstance(p, str) for p in problems)
         for run in runs:
@@ -184,7 +186,7 @@ def _preload() -> None:
     """
     import papermill  # noqa: F401
 
-    import checker.chain  # noqa: F401
+    import checker.chain
     import checker.sandbox  # noqa: F401
 
 
@@ -240,7 +242,7 @@ def _runner(scratch: Path, options: dict, parent: int) -> None:
             sandbox.learner_scratch(box, limits)
         except OSError as exc:
             problem = f"the sandbox could not start ({exc}); see `python -m checker.sandbox`"
-            summary = {"runs": [], "problems": [problem]}
+            summary: dict[str, list] = {"runs": [], "problems": [problem]}
             (scratch / SUMMARY).write_text(json.dumps(summary), encoding="utf-8")
             return
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.tasks, limits.tasks))
@@ -272,9 +274,9 @@ def _runner(scratch: Path, options: dict, parent: int) -> None:
         for name in ("workspace", "executed"):
             if (box / name).is_dir() and not (box / name).is_symlink():
                 shutil.rmtree(scratch / name, ignore_errors=True)
-                problem = _copy_out(box / name, scratch / name, budget)
-                if problem:
-                    problems.append(f"{name}/: {problem}")
+                left = _copy_out(box / name, scratch / name, budget)
+                if left:
+                    problems.append(f"{name}/: {left}")
                     break
     summary = {"runs": runs, "problems": problems}
     (scratch / SUMMARY).write_text(json.dumps(summary), encoding="utf-8")

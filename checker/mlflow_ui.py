@@ -51,8 +51,9 @@ def ui_missing() -> list[str]:
     missing = [name for name in ("flask", "mlflow") if not _importable(name)]
     if "mlflow" not in missing:
         spec = importlib.util.find_spec("mlflow")
-        page = Path(spec.origin).parent / "server" / "js" / "build" / "index.html"
-        if not page.is_file():
+        origin = spec.origin if spec is not None else None
+        page = Path(origin).parent / "server" / "js" / "build" / "index.html" if origin else None
+        if page is None or not page.is_file():
             missing.append("mlflow's web pages (mlflow/server/js/build)")
     return missing
 

@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"no sandbox here: {why}"))
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001, ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if "sandbox" in r.keywords]
     if skipped:
         terminalreporter.write_line(

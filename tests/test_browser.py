@@ -120,7 +120,7 @@ def tree_rss(pid: int) -> tuple[int, int]:
     return seen, kb // 1024
 
 
-def shoot(page, name: str) -> Path:  # noqa: ANN001 - a Playwright page
+def shoot(page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path))
@@ -212,14 +212,14 @@ def test_jupyterlab_opens_the_learners_working_copy(lab, page):
     assert sorted(names) == sorted(p.name for p in RELEASE.glob("*.ipynb"))
 
 
-def open_notebook(lab: str, page, name: str = NOTEBOOK) -> None:  # noqa: ANN001
+def open_notebook(lab: str, page, name: str = NOTEBOOK) -> None:
     page.goto(f"{lab}/lab/tree/build/lab/lifecycle/{name}?token={TOKEN}")
     page.locator(".jp-Notebook .jp-Cell").first.wait_for()
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
     page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()  # the kernel is connected
 
 
-def run_all(page) -> None:  # noqa: ANN001
+def run_all(page) -> None:
     """Run > Run All Cells, again if a busy machine swallowed the first request."""
     prompts = page.locator(".jp-InputPrompt").filter(has_text="[")
     for _ in range(3):

@@ -29,9 +29,9 @@ if importlib.util.find_spec("distributed") is None:
         allow_module_level=True,
     )
 
-from checker.batch import Learner, discover, grade  # noqa: E402
-from checker.cluster import TooLarge, pack, parse, unpack  # noqa: E402
-from checker.errors import CheckerError  # noqa: E402
+from checker.batch import Learner, discover, grade
+from checker.cluster import TooLarge, pack, parse, unpack
+from checker.errors import CheckerError
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(condition, what: str, seconds: float = 60) -> None:  # noqa: ANN001
+def wait_for(condition, what: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:

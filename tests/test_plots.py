@@ -10,10 +10,10 @@ import matplotlib
 import pytest
 
 matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure
 
-from checker.chain import SOLUTIONS, stage_notebooks  # noqa: E402
-from checker.plots import MAX_WIDTH, MIN_POINTS, STYLE, audit, readable  # noqa: E402
+from checker.chain import SOLUTIONS, stage_notebooks
+from checker.plots import MAX_WIDTH, MIN_POINTS, STYLE, audit, readable
 
 
 def test_a_hard_to_read_figure_is_caught_on_every_count():

@@ -216,10 +216,10 @@ class KeepScratch:
     def __init__(self, kept: Path):
         self.kept = kept
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(shutil, name)
 
-    def rmtree(self, path, ignore_errors: bool = False) -> None:  # noqa: ANN001
+    def rmtree(self, path, ignore_errors: bool = False) -> None:
         self.kept.mkdir(exist_ok=True)
         shutil.move(path, self.kept / uuid.uuid4().hex)
 
