@@ -265,7 +265,7 @@ def test_execute_mode_records_runaway_notebooks_and_grades_the_rest(
         for r in grade(subs, tmp_path / "res", jobs=2, execute=execute, progress=Quiet)
     }
     alone = grade(
-        subs / ".." / "alone-subs" if False else _only(subs, "good-a", tmp_path),
+        _only(subs, "good-a", tmp_path),
         tmp_path / "alone",
         jobs=1,
         execute=execute,
