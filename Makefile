@@ -43,11 +43,15 @@ lock: $(VENV)/.installed
 	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
 		--generate-hashes --quiet -o $(LOCKFILE)
 
+# The sandboxed execute tests fork runners from the test process, as `checker grade` forks them
+# from its own lean process: they run first, in a pytest of their own, before the rest of the
+# suite has loaded a browser driver, a Dask client and their threads into the process.
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -m sandbox
+	$(PY) -m pytest -m "not sandbox"
 
 demo: $(VENV)/.installed
 	$(PY) -m checker.chain --out build/demo
