@@ -20,12 +20,15 @@ file. Two choices are the course's, stated once here:
   recall among the ceil(budget x n), ties broken for them. With fewer than 1/budget rows the
   floor is 0 learners: nobody called, recall 0. `recall_at_budget` is the value stage 01 teaches
   (the fractional call, ties in expectation); it always lies in that range.
+- **Uncertainty.** Every interval is a seeded percentile bootstrap (`bootstrap_interval`,
+  `paired_difference`): `np.random.default_rng(seed)` draws the resamples in a fixed order, so a
+  notebook and the checker that use the same seed get the same interval, to the last digit.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -161,15 +164,13 @@ def recall_at_budget(y_true: Any, y_score: Any, budget: float) -> float:
     if not y.sum():
         raise ValueError("recall needs at least one positive")
     calls = budget * len(y)
-    found = taken = 0.0
-    for value in np.unique(s)[::-1]:  # the highest score first
-        tied = s == value
-        take = min(float(tied.sum()), calls - taken)
-        if take <= 0:
-            break
-        found += y[tied].sum() * take / tied.sum()
-        taken += take
-    return float(found / y.sum())
+    values, inverse, counts = np.unique(
+        -s, return_inverse=True, return_counts=True
+    )  # highest first
+    found = np.bincount(inverse.ravel(), weights=y, minlength=values.size)
+    before = np.cumsum(counts) - counts  # learners called before each group of tied scores
+    take = np.clip(calls - before, 0, counts)  # how many of each group are called
+    return float(np.sum(found * take / counts) / y.sum())
 
 
 # --- the decision threshold -------------------------------------------------------------------
@@ -313,3 +314,96 @@ def percentile(values: Iterable[float], q: float) -> float:
     if not array.size:
         raise ValueError("a percentile needs at least one value")
     return float(np.percentile(array, q))
+
+
+# --- uncertainty: the seeded bootstrap ----------------------------------------------------------
+
+BOOTSTRAP_LEVEL = 0.95
+
+
+def bootstrap_samples(sizes: int | Sequence[int], rounds: int, seed: int) -> list[list[np.ndarray]]:
+    """The resamples of a seeded bootstrap: for each of `rounds` rounds, one array of row
+    indices per sample, drawn with replacement, as many as the sample has rows.
+
+    One generator, `np.random.default_rng(seed)`, draws round by round and, within a round,
+    sample by sample (`rng.integers(0, n, size=n)`), so the same seed gives the same resamples
+    in a notebook and in the checker. Two samples (a canary's arms) are resampled independently;
+    a paired comparison resamples one sample and scores both models on the same rows.
+    """
+    if rounds < 1:
+        raise ValueError("a bootstrap needs at least one round")
+    ns = [sizes] if isinstance(sizes, int) else list(sizes)
+    if not ns or min(ns) < 1:
+        raise ValueError("a bootstrap needs at least one row in each sample")
+    rng = np.random.default_rng(seed)
+    return [[rng.integers(0, n, size=n) for n in ns] for _ in range(rounds)]
+
+
+def bootstrap_interval(
+    statistic: Callable[..., float],
+    sizes: int | Sequence[int],
+    rounds: int,
+    seed: int,
+    level: float = BOOTSTRAP_LEVEL,
+) -> dict[str, Any]:
+    """A percentile bootstrap interval of `statistic`.
+
+    `statistic(*indices)` gets one array of row indices per sample (`bootstrap_samples`) and
+    returns a number; `estimate` is its value on all rows (`np.arange(n)` for each sample).
+    `low` and `high` are the `(1 - level) / 2` and `(1 + level) / 2` quantiles (`np.quantile`,
+    linear) of its values over the rounds where it is defined: a round where it raises
+    ValueError (say a resample with no positive) or returns NaN is left out, and `rounds_used`
+    says how many remained. With none, `low` and `high` are None.
+    """
+    ns = [sizes] if isinstance(sizes, int) else list(sizes)
+    estimate = float(statistic(*(np.arange(n) for n in ns)))
+    values = []
+    for indices in bootstrap_samples(ns, rounds, seed):
+        try:
+            value = float(statistic(*indices))
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            values.append(value)
+    low = high = None
+    if values:
+        low, high = (float(v) for v in np.quantile(values, [(1 - level) / 2, (1 + level) / 2]))
+    return {
+        "estimate": estimate,
+        "low": low,
+        "high": high,
+        "level": level,
+        "rounds": rounds,
+        "rounds_used": len(values),
+        "seed": seed,
+    }
+
+
+def paired_difference(
+    y_true: Any,
+    score_old: Any,
+    score_new: Any,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    rounds: int,
+    seed: int,
+    level: float = BOOTSTRAP_LEVEL,
+) -> dict[str, Any]:
+    """`metric(new) - metric(old)` on the same learners, with its paired bootstrap interval
+    (both models scored on each resample's rows) and `share_better`: the share of used rounds in
+    which the new model scored higher. `metric(y_true, y_score)` is any function here, for
+    example `lambda y, s: recall_at_budget(y, s, 0.3)`."""
+    y, old, new = _labels(y_true), _scores(score_old), _scores(score_new)
+    if not (len(y) == len(old) == len(new)):
+        raise ValueError("a paired comparison needs one score of each model per learner")
+    wins: list[bool] = []
+
+    def gain(rows: np.ndarray) -> float:
+        value = float(metric(y[rows], new[rows]) - metric(y[rows], old[rows]))
+        if math.isfinite(value):
+            wins.append(value > 0)
+        return value
+
+    out = bootstrap_interval(gain, len(y), rounds, seed, level)
+    rounds_won = wins[1:]  # the first call is the estimate on all rows
+    out["share_better"] = float(np.mean(rounds_won)) if rounds_won else None
+    return out

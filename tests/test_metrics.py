@@ -238,3 +238,53 @@ def test_psi_of_an_all_missing_reference_has_one_value_bin() -> None:
 def test_psi_needs_rows() -> None:
     with pytest.raises(ValueError, match="at least one row"):
         psi(pd.Series([], dtype=float), pd.Series([1.0]))
+
+
+# --- the seeded bootstrap -------------------------------------------------------------------------
+
+
+def test_bootstrap_samples_are_seeded_and_drawn_sample_by_sample() -> None:
+    a = metrics.bootstrap_samples((5, 3), rounds=2, seed=7)
+    b = metrics.bootstrap_samples((5, 3), rounds=2, seed=7)
+    assert [[x.tolist() for x in r] for r in a] == [[x.tolist() for x in r] for r in b]
+    rng = np.random.default_rng(7)
+    expected = [[rng.integers(0, 5, size=5), rng.integers(0, 3, size=3)] for _ in range(2)]
+    assert [[x.tolist() for x in r] for r in a] == [[x.tolist() for x in r] for r in expected]
+    assert metrics.bootstrap_samples(4, rounds=1, seed=1)[0][0].shape == (4,)
+    with pytest.raises(ValueError):
+        metrics.bootstrap_samples(0, rounds=1, seed=1)
+
+
+def test_bootstrap_interval_of_a_mean_matches_the_percentiles_of_the_resampled_means() -> None:
+    x = np.random.default_rng(3).normal(size=200)
+    got = metrics.bootstrap_interval(lambda rows: x[rows].mean(), len(x), rounds=300, seed=11)
+    means = [x[rows].mean() for (rows,) in metrics.bootstrap_samples(len(x), 300, 11)]
+    assert got["estimate"] == pytest.approx(x.mean())
+    assert got["low"] == pytest.approx(np.quantile(means, 0.025))
+    assert got["high"] == pytest.approx(np.quantile(means, 0.975))
+    assert got["low"] < x.mean() < got["high"]
+    assert (got["rounds"], got["rounds_used"], got["seed"], got["level"]) == (300, 300, 11, 0.95)
+
+
+def test_bootstrap_interval_leaves_out_rounds_where_the_statistic_is_undefined() -> None:
+    y = np.array([1] + [0] * 9)  # most resamples hold no positive: recall is undefined there
+    s = np.linspace(1, 0, 10)
+    got = metrics.bootstrap_interval(
+        lambda rows: metrics.recall_at_budget(y[rows], s[rows], 0.3), 10, rounds=50, seed=0
+    )
+    assert 0 < got["rounds_used"] < 50
+    assert got["estimate"] == 1.0
+
+
+def test_paired_difference_scores_both_models_on_the_same_rows() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, size=300)
+    old = rng.random(300)
+    new = np.clip(old + 0.4 * y, 0, 1)  # the new model ranks the positives higher
+    got = metrics.paired_difference(y, old, new, metrics.roc_auc, rounds=200, seed=2)
+    assert got["estimate"] == pytest.approx(metrics.roc_auc(y, new) - metrics.roc_auc(y, old))
+    assert got["low"] > 0 and got["share_better"] == 1.0
+    same = metrics.paired_difference(y, old, old, metrics.roc_auc, rounds=20, seed=2)
+    assert (same["low"], same["high"], same["share_better"]) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        metrics.paired_difference(y, old, new[:-1], metrics.roc_auc, rounds=5, seed=2)
