@@ -1,6 +1,6 @@
 """The cost of notebooks: the stage chain as notebooks (papermill) vs as plain Python scripts.
 
-    python bench/chain_speed.py [--full] [--repeat 1]
+    python -m bench.chain_speed [--full] [--repeat 1]
 
 (a) runs the stage solutions with `checker.chain.run_chain` (one process, papermill, the next
 kernel started while the current notebook runs); (b) runs the same notebooks' code, parameterized

@@ -1,6 +1,6 @@
 """How fast the checker grades one workspace, on one core, with the interpreter already started.
 
-    python bench/check_speed.py [--workspace PATH] [--repeat 30]
+    python -m bench.check_speed [--workspace PATH] [--repeat 30]
 
 Prints the median time of `checker.check_all` and the workspaces per second it means (target: at
 least 20 on one core) for files the checker has never seen (every parsed table forgotten before
@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def median_seconds(func, repeat: int) -> float:
@@ -45,7 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workspace = args.workspace
         if workspace is None:
-            from builders import build_workspace
+            from tests.helpers.workspace import build_workspace
 
             workspace = build_workspace(Path(tmp) / "workspace")
         checker.check_all(workspace)  # warm: imports, schema compilation

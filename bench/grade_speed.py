@@ -1,8 +1,8 @@
 """Batch grading throughput: `checker grade` on N learners with --jobs 1 and --jobs 2, one run;
 then the Dask engine (`--scheduler local:2`) against the local pool (`--jobs 2`).
 
-    python bench/grade_speed.py [--workspace build/demo/workspace] [--n 200] [--n 1000]
-    python bench/grade_speed.py --only engines [--n 400] [--n-execute 16]
+    python -m bench.grade_speed [--workspace build/demo/workspace] [--n 200] [--n 1000]
+    python -m bench.grade_speed --only engines [--n 400] [--n-execute 16]
 
 Builds N learners by copying a workspace (the demo workspace after `make demo`, else a foundation
 workspace built from the real data) and varying them: every fifth learner has one artifact broken,
@@ -41,7 +41,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def make_cohort(template: Path, root: Path, n: int) -> Path:
@@ -96,7 +95,7 @@ def steady_rate(out: Path) -> float:
 def execute_cohort(template: Path, root: Path, n: int) -> Path:
     """N learners with one small notebook each, for --execute: it unpacks a valid workspace (the
     cost is the kernel's and the sandbox's, as for a short stage); every fourth one fails."""
-    from builders import learner_notebook, unpack_cell
+    from tests.helpers.workspace import learner_notebook, unpack_cell
 
     subs = root / f"exec-{n}"
     good = learner_notebook(unpack_cell(template))  # needs nothing outside the sandbox
@@ -159,7 +158,7 @@ def main() -> None:
         root = Path(tmp)
         template = args.workspace
         if not (template / "data" / "manifest.json").is_file():
-            from builders import build_workspace
+            from tests.helpers.workspace import build_workspace
 
             print(
                 f"no workspace at {template}; building a foundation workspace (run `make demo` for all checks)"

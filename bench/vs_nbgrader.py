@@ -1,6 +1,6 @@
 """The checker against nbgrader: the same N submissions graded both ways, in one run.
 
-    PATH=.venv/bin:$PATH python bench/vs_nbgrader.py [--n 20] [--notebooks 01,02,08,09]
+    PATH=.venv/bin:$PATH python -m bench.vs_nbgrader [--n 20] [--notebooks 01,02,08,09]
         [--one-blank 08,09] [--jobs 2] [--keep]
 
 Builds a temporary nbgrader course the way tests/test_roundtrip.py does (the repo's

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from builders import build_workspace
 
 from checker import sandbox
 from checker.chain import CI_PARAMETERS, NotebookRun, run_chain, stage_notebooks
+from tests.helpers.workspace import build_workspace
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -12,21 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from builders import learner_notebook, unpack_cell
 
 from checker.batch import Progress, discover, grade, locked, sanitize
 from checker.errors import CheckerError
-
-
-class Quiet:
-    def __init__(self, total: int):
-        self.total = total
-
-    def update(self, failed: bool) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+from tests.helpers.processes import Quiet
+from tests.helpers.workspace import learner_notebook, unpack_cell
 
 
 def cohort(template: Path, root: Path, n: int) -> Path:

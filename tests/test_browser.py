@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 
 from checker.chain import RELEASE, ROOT, SOLUTIONS
 from checker.working_copy import working_copy
+from tests.helpers.processes import BIN, free_port, person
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,6 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="browser tests skipped: pip install -e '.[dev]' for playwright"
 )
 
-BIN = Path(sys.executable).parent
 SHOTS = ROOT / "build" / "screenshots"
 TOKEN = "browser-test-token"
 # The network is closed: without these Chromium keeps retrying its own services.
@@ -48,26 +47,6 @@ FLAGS = [
     *(["--no-sandbox"] if os.geteuid() == 0 else []),
 ]
 NOTEBOOK = "01-problem-definition.ipynb"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def person(home: Path) -> dict[str, str]:
-    """A user whose HOME and Jupyter folders are inside the test's temporary folder."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER_", "NBGRADER"))}
-    data = home / ".local" / "share" / "jupyter"
-    return env | {
-        "HOME": str(home),
-        "JUPYTER_DATA_DIR": str(data),
-        "JUPYTER_RUNTIME_DIR": str(data / "runtime"),
-        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
 
 
 def wait_for(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
@@ -135,7 +114,7 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the course: config, solutions, learner notebooks, the data linked in; the
     assignment generated and released into its course-local exchange; a learner's working copy
     with stage 01's answers typed in (the way a learner who got them right has it)."""
-    from test_roundtrip import answered
+    from tests.helpers.answers import answered
 
     root = tmp_path_factory.mktemp("browser")
     course = root / "course"

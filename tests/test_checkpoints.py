@@ -10,10 +10,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from training_builders import RESUME_AFTER, TrainingRuns, add_training_runs
-from untrusted import deadline, failed, snapshot
 
 import checker
+from tests.helpers.training import RESUME_AFTER, TrainingRuns, add_training_runs
+from tests.helpers.untrusted import deadline, failed, snapshot
 
 STORE = "mlflow.db"
 

@@ -16,9 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from untrusted import FOUNDATION, HOSTILE_MANIFEST, HOSTILE_MAP, HOSTILE_STORE, edit_manifest
 
 from checker.__main__ import main
+from tests.helpers.untrusted import (
+    FOUNDATION,
+    HOSTILE_MANIFEST,
+    HOSTILE_MAP,
+    HOSTILE_STORE,
+    edit_manifest,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = list(

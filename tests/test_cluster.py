@@ -14,14 +14,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from builders import learner_notebook, unpack_cell
+
+from tests.helpers.workspace import learner_notebook, unpack_cell
 
 if importlib.util.find_spec("distributed") is None:
     pytest.skip(
@@ -32,6 +32,7 @@ if importlib.util.find_spec("distributed") is None:
 from checker.batch import Learner, discover, grade
 from checker.cluster import TooLarge, pack, parse, unpack
 from checker.errors import CheckerError
+from tests.helpers.processes import Quiet, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -41,23 +42,6 @@ ENV = os.environ | {
     "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",  # a learner's task dies twice at most
     "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s",
 }
-
-
-class Quiet:
-    def __init__(self, total: int):
-        pass
-
-    def update(self, failed: bool) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(condition, what: str, seconds: float = 60) -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib
 import pytest
 import yaml
-from builders import VALID_MAP
 from matplotlib.figure import Figure
 
 from checker.diagram import TITLES, render_map
 from checker.errors import CheckerError
 from checker.lifecycle_map import STAGES
+from tests.helpers.workspace import VALID_MAP
 
 matplotlib.use("Agg")
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -15,7 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from evaluation_builders import (
+
+import checker
+from checker import evaluation
+from checker.evaluation import evaluated
+from tests.helpers.evaluation import (
     BUDGET,
     PREDICTIONS,
     REPORT,
@@ -26,11 +30,7 @@ from evaluation_builders import (
     write_predictions,
     write_report,
 )
-from untrusted import edit_manifest, failed, snapshot
-
-import checker
-from checker import evaluation
-from checker.evaluation import evaluated
+from tests.helpers.untrusted import edit_manifest, failed, snapshot
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from builders import learner_notebook
 
 import checker.execute as execute
 from checker.execute import run_submission
+from tests.helpers.workspace import learner_notebook
 
 pytestmark = pytest.mark.slow
 

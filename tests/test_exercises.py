@@ -99,7 +99,7 @@ def test_the_solution_psi_and_alert_pass_their_tests():
 
 
 def test_a_psi_without_the_missing_bin_passes_visible_tests_but_not_hidden_ones():
-    from test_roundtrip import WRONG_PSI
+    from tests.helpers.answers import WRONG_PSI
 
     namespace: dict = {"np": np, "pd": pd}
     exec(WRONG_PSI, namespace)
@@ -121,7 +121,8 @@ def test_an_alert_that_ignores_nan_fails_a_hidden_test():
 
 def test_the_hidden_lab_key_matches_the_reference_map():
     import yaml
-    from builders import VALID_MAP
+
+    from tests.helpers.workspace import VALID_MAP
 
     review = yaml.safe_load(VALID_MAP)["lab_review"]
     run_cell(cell("10", "e10-review-tests"), yaml=yaml, MAP=_FakeMap(review))
@@ -135,7 +136,8 @@ class _FakeMap:
 
     def read_text(self, encoding: str = "utf-8") -> str:
         import yaml
-        from builders import VALID_MAP
+
+        from tests.helpers.workspace import VALID_MAP
 
         document = yaml.safe_load(VALID_MAP) | {"lab_review": self.review}
         return yaml.safe_dump(document, sort_keys=False)

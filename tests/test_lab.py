@@ -14,7 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from lab_builders import (
+
+import checker
+import checker.lab
+from checker.errors import CheckerError
+from checker.lab import LAB, find_lab, lab_markdown
+from tests.helpers.lab import (
     SUMMARY,
     lab_version,
     log_lab_run,
@@ -22,12 +27,7 @@ from lab_builders import (
     write_lab,
     write_lab_manifest,
 )
-from untrusted import failed, snapshot
-
-import checker
-import checker.lab
-from checker.errors import CheckerError
-from checker.lab import LAB, find_lab, lab_markdown
+from tests.helpers.untrusted import failed, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 HINT = "revisit 10-exercise-lab-review.ipynb (cell 'Your turn 2: improve your copy of the lab')"
@@ -176,7 +176,8 @@ def test_a_learner_in_train_and_test_is_a_leak(workspace: Path):
     write_lab(workspace)
     # Rebuild the test split with one training learner added, then version it honestly.
     import pandas as pd
-    from builders import sha256_file, write_csv_gz
+
+    from tests.helpers.workspace import sha256_file, write_csv_gz
 
     train = pd.read_csv(workspace / "lab" / "train.csv.gz")
     test = pd.read_csv(workspace / "lab" / "test.csv.gz")
@@ -209,7 +210,7 @@ def test_a_test_set_needs_a_test_split(lab: Path):
 
 
 def test_an_empty_test_split_is_named(lab: Path):
-    from builders import sha256_file
+    from tests.helpers.workspace import sha256_file
 
     (lab / "lab" / "test.csv.gz").write_bytes(gzip.compress(b"id_student,code_module\n", mtime=0))
 

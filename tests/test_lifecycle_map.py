@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from builders import VALID_MAP
-from untrusted import HOSTILE_MAP, MAP, billion_laughs, failed, write_map
 
 import checker
 from checker.lifecycle_map import STAGES, placeholder_reason
+from tests.helpers.untrusted import HOSTILE_MAP, MAP, billion_laughs, failed, write_map
+from tests.helpers.workspace import VALID_MAP
 
 HINT = (
     "revisit the exercises 08-exercise-lifecycle-map, 09-exercise-failure-mode and "

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from builders import VALID_MAP
-from untrusted import HOSTILE_MAP, failed, write_map
 
 import checker
 from checker.lifecycle_map import section_problems
+from tests.helpers.untrusted import HOSTILE_MAP, failed, write_map
+from tests.helpers.workspace import VALID_MAP
 
 STAGES_HINT = "revisit 08-exercise-lifecycle-map.ipynb (cells 'Your turn 1' and 'Your turn 2')"
 FAILURE_HINT = "revisit 09-exercise-failure-mode.ipynb (cell 'Your turn 1: one failure mode')"

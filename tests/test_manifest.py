@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from builders import column_stats, write_csv_gz
-from untrusted import (
+
+import checker
+from checker import manifest as manifest_module
+from checker.manifest import data_version, dtype_family
+from tests.helpers.untrusted import (
     MANIFEST,
     edit_manifest,
     failed,
@@ -26,10 +29,7 @@ from untrusted import (
     version_of,
     write_csv_gz_bytes,
 )
-
-import checker
-from checker import manifest as manifest_module
-from checker.manifest import data_version, dtype_family
+from tests.helpers.workspace import column_stats, write_csv_gz
 
 HINT = "revisit 02-data-preparation.ipynb (cells 'Your turn 1', 'Your turn 2' and 'Your turn 3')"
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from monitoring_builders import build_monitoring_workspace, write_report
-from untrusted import failed
 
 import checker
 from checker import monitoring
 from checker.metrics import percentile, psi
+from tests.helpers.monitoring import build_monitoring_workspace, write_report
+from tests.helpers.untrusted import failed
 
 REPORT = "monitoring/report.json"
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from stage_builders_01 import VALID_PROBLEM, write_problem
-from untrusted import failed
 
 import checker
 from checker.contract import schema
 from checker.problem import METRICS, problem_fields
 from checker.workspace import Workspace
+from tests.helpers.problem import VALID_PROBLEM, write_problem
+from tests.helpers.untrusted import failed
 
 
 def run(ws: Path) -> checker.CheckResult:

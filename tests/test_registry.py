@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from untrusted import FOUNDATION, HOSTILE_MANIFEST, HOSTILE_MAP, HOSTILE_STORE, snapshot
 
 import checker
 from checker import CHECKS, COURSE_ORDER, CheckerError
@@ -16,6 +15,13 @@ from checker.errors import Invalid
 from checker.registry import Check
 from checker.registry import check as register
 from checker.workspace import Workspace
+from tests.helpers.untrusted import (
+    FOUNDATION,
+    HOSTILE_MANIFEST,
+    HOSTILE_MAP,
+    HOSTILE_STORE,
+    snapshot,
+)
 
 
 def make(func) -> Check:

@@ -11,11 +11,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from retirement_builders import MODEL, build_retired_workspace, model_card, uri, write_sums
-from untrusted import deadline, failed
 
 import checker.retirement  # noqa: F401 - registers the check
 from checker.registry import CHECKS
+from tests.helpers.retirement import MODEL, build_retired_workspace, model_card, uri, write_sums
+from tests.helpers.untrusted import deadline, failed
 
 RETIRED = {"promoted": 1, "held": 3}
 TODAY = dt.date.today().isoformat()

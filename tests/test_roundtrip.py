@@ -27,7 +27,6 @@ import html
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -37,32 +36,18 @@ import nbformat
 import pytest
 
 from checker.chain import SOLUTIONS
+from tests.helpers.answers import WRONG_PSI, answered, by_id, load
+from tests.helpers.processes import BIN, free_port, person
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 ASSIGNMENT = "lifecycle"
 COURSE_ID = "model-lifecycle"
 EXERCISES = sorted(SOLUTIONS.glob("[0-9][0-9]-exercise-*.ipynb"))
 # Strings that appear only inside `### BEGIN HIDDEN TESTS` regions.
 HIDDEN_MARKERS = ("HIDDEN_E09_PSI", "HIDDEN_E09_ALERT", "HIDDEN_E10_KEY", "2.8504694746")
 LEARNERS = ("solution", "blank", "one-wrong", "edited", "deleted", "duplicated", "corrupt")
-
-
-def person(home: Path) -> dict[str, str]:
-    """The environment of someone on this machine whose HOME is `home`: nbgrader's cache of
-    submissions and every Jupyter folder stay there, never in the real home of the test runner."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER_", "NBGRADER"))}
-    data = home / ".local" / "share" / "jupyter"
-    return env | {
-        "HOME": str(home),
-        "JUPYTER_DATA_DIR": str(data),
-        "JUPYTER_RUNTIME_DIR": str(data / "runtime"),
-        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
 
 
 def nbgrader(
@@ -108,33 +93,6 @@ def make_course(root: Path) -> Path:
     return course
 
 
-def load(path: Path) -> nbformat.NotebookNode:
-    return nbformat.read(str(path), as_version=4)
-
-
-def by_id(nb: nbformat.NotebookNode, grade_id: str) -> int:
-    return next(
-        i
-        for i, c in enumerate(nb.cells)
-        if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
-    )
-
-
-def answered(release: Path, skip: tuple[str, ...] = ()) -> nbformat.NotebookNode:
-    """The learner version with every answer cell filled in from the solution (except `skip`),
-    the way a learner who got everything right submits it."""
-    nb = load(release)
-    solution = load(SOLUTIONS / release.name)
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution") and meta["grade_id"] not in skip:
-            source = solution.cells[by_id(solution, meta["grade_id"])].source
-            cell.source = re.sub(
-                r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", "", source, flags=re.M
-            )
-    return nb
-
-
 def small_sample(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A learner may edit the parameters cell; CI-size runs keep the autograde quick."""
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
@@ -142,22 +100,6 @@ def small_sample(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-WRONG_PSI = '''
-def psi(reference, current):
-    """Forgets the bin for missing values: right on the visible tests, wrong on hidden ones."""
-    reference, current = pd.Series(reference).dropna(), pd.Series(current).dropna()
-    if pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference):
-        edges = np.unique(np.quantile(reference, np.arange(1, 10) / 10))
-        p = np.bincount(np.searchsorted(edges, reference), minlength=len(edges) + 1)
-        q = np.bincount(np.searchsorted(edges, current), minlength=len(edges) + 1)
-    else:
-        categories = sorted(set(reference.astype(str)) | set(current.astype(str)))
-        p = np.array([(reference.astype(str) == c).sum() for c in categories])
-        q = np.array([(current.astype(str) == c).sum() for c in categories])
-    p, q = p / p.sum(), q / q.sum()
-    p, q = np.where(p == 0, 1e-4, p), np.where(q == 0, 1e-4, q)
-    return float(np.sum((q - p) * np.log(q / p)))
-'''
 WRONG_REVIEW = """
 lab_review = {
     "lab": "datasets/labs/typical-lab.ipynb",
@@ -277,15 +219,6 @@ def visible_text(page: str) -> str:
     """What a learner reads in a feedback page: tags removed, entities decoded."""
     page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S | re.I)
     return html.unescape(re.sub(r"<[^>]+>", "", page))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --- the round trip -----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """`checker.sandbox`: learner code executed by `checker grade --execute` is contained.
 
-A cohort of hostile learners (tests/sandbox_attacks.py) is graded once, sandboxed, beside two
+A cohort of hostile learners (tests/helpers/sandbox_attacks.py) is graded once, sandboxed, beside two
 honest ones. Every attempt of issue 13 is blocked or contained, the attackers' artifacts are
 graded as usual, every honest learner's result equals grading that learner alone, and the
 course tree and the venv are byte-identical before and after. The same attacks graded with
@@ -25,32 +25,25 @@ import uuid
 from pathlib import Path
 
 import pytest
-from builders import learner_notebook, unpack_cell
-from sandbox_attacks import BIG_OUTPUT, DISK_FILL, FORK_BOMB, KILL_EVERYTHING, attack_cells
-from untrusted import snapshot
 
 from checker import batch, sandbox
 from checker.batch import grade
 from checker.chain import ROOT
 from checker.sandbox import Limits, Spec, command
+from tests.helpers.processes import Quiet
+from tests.helpers.sandbox_attacks import (
+    BIG_OUTPUT,
+    DISK_FILL,
+    FORK_BOMB,
+    KILL_EVERYTHING,
+    attack_cells,
+)
+from tests.helpers.untrusted import snapshot
+from tests.helpers.workspace import learner_notebook, unpack_cell
 
 SCRATCH_MB = 320  # small enough to fill quickly, big enough for 100 MB of output
 EXECUTE = {"timeout": 60, "memory_mb": 3072, "sandbox": "bwrap", "scratch_mb": SCRATCH_MB}
 ANSWER_KEY = ROOT / "solutions" / "lifecycle" / "10-exercise-lab-review.ipynb"
-
-
-class Quiet:
-    def __init__(self, total: int):
-        pass
-
-    def update(self, failed: bool) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-# --- the command itself (no bwrap needed) -----------------------------------------------------
 
 
 def test_the_command_isolates_everything_and_binds_only_what_a_kernel_needs(tmp_path: Path):

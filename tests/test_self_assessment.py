@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from lab_builders import VALID_RATINGS, write_self_assessment
-from untrusted import failed
 
 import checker
 import checker.self_assessment
 from checker.contract import schema
 from checker.self_assessment import QUESTIONS
+from tests.helpers.lab import VALID_RATINGS, write_self_assessment
+from tests.helpers.untrusted import failed
 
 HINT = "revisit 10-exercise-lab-review.ipynb (cell 'Your turn 3: rate your confidence')"
 FILE = "self_assessment.json"

@@ -10,7 +10,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from serving_builders import (
+
+import checker
+from checker.metrics import percentile
+from checker.serving import bucket, route, share_tolerance
+from tests.helpers.serving import (
     CONFIG,
     build_serving_workspace,
     read_log,
@@ -19,11 +23,7 @@ from serving_builders import (
     write_json,
     write_log,
 )
-from untrusted import failed
-
-import checker
-from checker.metrics import percentile
-from checker.serving import bucket, route, share_tolerance
+from tests.helpers.untrusted import failed
 
 
 @pytest.fixture(scope="module")

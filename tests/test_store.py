@@ -16,21 +16,22 @@ from pathlib import Path
 import mlflow
 import pytest
 from alembic.script import ScriptDirectory
-from untrusted import (
-    HOSTILE_STORE,
-    MANIFEST,
-    RECURSIVE_VIEW,
-    deadline,
-    load_manifest,
-    snapshot,
-    sql,
-)
 
 import checker
 from checker import store as store_module
 from checker.errors import Invalid
 from checker.store import KNOWN_REVISIONS, open_store
 from checker.workspace import Workspace
+from tests.helpers.untrusted import (
+    HOSTILE_STORE,
+    MANIFEST,
+    RECURSIVE_VIEW,
+    deadline,
+    failed,
+    load_manifest,
+    snapshot,
+    sql,
+)
 
 HINT = "revisit 03-training.ipynb (cell 'Your turn: log one epoch')"
 EXPERIMENT = "at-risk-day60"
@@ -54,10 +55,7 @@ def grade(ws: Path) -> checker.CheckResult:
 
 
 def messages(ws: Path) -> list[str]:
-    result = grade(ws)
-    assert not result.passed and result.points == 0, result
-    assert result.hint == HINT
-    return result.messages
+    return failed("metrics_logged", ws, seconds=10).messages
 
 
 def client(ws: Path) -> mlflow.MlflowClient:

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from untrusted import deadline, snapshot
 
 from checker.errors import Invalid
 from checker.workspace import (
@@ -18,6 +17,7 @@ from checker.workspace import (
     parse_json,
     parse_yaml,
 )
+from tests.helpers.untrusted import deadline, snapshot
 
 
 def invalid(call, *args, **kwargs) -> str:

@@ -14,24 +14,12 @@ import stat
 from pathlib import Path
 
 import pytest
-from cases import CASES, Case
 
 from checker.batch import discover, grade, sanitize
+from tests.helpers.hostile import CASES, Case
+from tests.helpers.processes import Quiet
 
 VALID = ("valid-a", "valid-b")
-
-
-class Quiet:
-    """A progress bar that prints nothing (tests read results, not bars)."""
-
-    def __init__(self, total: int):
-        self.total = total
-
-    def update(self, failed: bool) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def tree_digest(root: Path) -> dict[str, str]:

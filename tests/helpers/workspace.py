@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OULAD = ROOT / "datasets" / "oulad"
 FEATURES = [
     "id_student",

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from builders import OULAD, write_csv_gz, write_manifest
 from scipy.stats import ks_2samp
 
 from checker import metrics, monitoring
+from tests.helpers.workspace import OULAD, write_csv_gz, write_manifest
 
 COLUMNS = [
     "id_student",

@@ -81,6 +81,15 @@ def failed(name: str, ws: Path, seconds: float = 30) -> checker.CheckResult:
     return result
 
 
+def fails_with(name: str, ws: Path, *fragments: str, seconds: float = 30) -> str:
+    """Run the check `name`, assert it failed (`failed`) with messages holding every fragment,
+    and return those messages as one text."""
+    text = "\n".join(failed(name, ws, seconds).messages)
+    for fragment in fragments:
+        assert fragment in text, f"{fragment!r} not in:\n{text}"
+    return text
+
+
 def load_manifest(ws: Path) -> dict:
     return json.loads((ws / MANIFEST).read_text(encoding="utf-8"))
 

@@ -1,4 +1,4 @@
-"""A valid `evaluation/` (stage 04) on top of a foundation workspace (`builders.build_workspace`).
+"""A valid `evaluation/` (stage 04) on top of a foundation workspace (`tests.helpers.workspace.build_workspace`).
 
 The report is computed the way 04-evaluation.ipynb computes it (scikit-learn, scipy and stage
 01's recall-at-budget function), independently of `checker.evaluation`'s numpy metrics, so the
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from stage_builders_01 import write_problem
+
+from tests.helpers.problem import write_problem
 
 PREDICTIONS = "evaluation/predictions.csv"
 VALID_SCORES = "evaluation/valid_scores.csv"

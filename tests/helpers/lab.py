@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from builders import OULAD, sha256_file, write_csv_gz
+
+from tests.helpers.workspace import OULAD, sha256_file, write_csv_gz
 
 VALID_RATINGS = {
     "problem_and_metric": 4,
