@@ -72,9 +72,10 @@ mlflow-ui: $(VENV)/.installed
 	$(PY) -m checker.mlflow_ui $(WORKSPACE) --port $(PORT)
 
 bench: $(VENV)/.installed
-	$(PY) bench/check_speed.py
-	$(PY) bench/chain_speed.py
-	$(PY) bench/grade_speed.py
+	$(PY) -m bench.check_speed
+	$(PY) -m bench.chain_speed
+	$(PY) -m bench.grade_speed
+	$(PY) -m bench.speed_budget
 
 # Keeps what people made: learners' working copies (build/lab) and the exchange (build/exchange).
 clean:
