@@ -407,3 +407,65 @@ def paired_difference(
     rounds_won = wins[1:]  # the first call is the estimate on all rows
     out["share_better"] = float(np.mean(rounds_won)) if rounds_won else None
     return out
+
+
+# --- a metric by name, and the gap between groups ---------------------------------------------
+
+SCORE_METRICS = ("recall_at_budget", "roc_auc", "pr_auc")  # of the scores: no threshold
+LABEL_METRICS = ("recall", "precision", "f1", "accuracy", "selection_rate")  # of decisions
+
+
+def metric_value(
+    name: str, y_true: Any, y_score: Any, budget: float, y_pred: Any | None = None
+) -> float:
+    """The metric `name` (problem.yaml's `success.metric`) of scores, the one way every stage
+    computes it: `recall_at_budget`, `roc_auc` and `pr_auc` of `y_score`; a label metric
+    (`recall`, `precision`, `f1`, `accuracy`) of the decisions `y_pred`, or, without them, of
+    the decisions at the `1 - budget` quantile of the scores (the budget's threshold)."""
+    if name == "recall_at_budget":
+        return recall_at_budget(y_true, y_score, budget)
+    if name == "roc_auc":
+        return roc_auc(y_true, y_score)
+    if name == "pr_auc":
+        return average_precision(y_true, y_score)
+    if name not in LABEL_METRICS:
+        raise ValueError(f"unknown metric {name!r}")
+    if y_pred is None:
+        s = _scores(y_score)
+        y_pred = (s >= np.quantile(s, 1 - budget)).astype(int)
+    return label_metrics(confusion(y_true, y_pred))[name]
+
+
+def group_values(
+    y_true: Any, y_pred: Any, groups: Any, metric: str = "recall", min_positives: int = 10
+) -> dict[str, float]:
+    """`metric` of the decisions per group (names as text), for the groups with at least
+    `min_positives` learners with y_true = 1 (stage 04's fairness table)."""
+    y, p = _labels(y_true), _labels(y_pred)
+    names, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    codes = codes.ravel()
+    size = names.size
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes[mask], minlength=size)
+
+    positive, flagged = y == 1, p == 1
+    tp, fp = count(positive & flagged), count(~positive & flagged)
+    fn, tn = count(positive & ~flagged), count(~positive & ~flagged)
+    values = {}
+    for i, name in enumerate(names.tolist()):
+        if tp[i] + fn[i] >= min_positives:
+            cm = {"tn": int(tn[i]), "fp": int(fp[i]), "fn": int(fn[i]), "tp": int(tp[i])}
+            values[name] = label_metrics(cm)[metric]
+    return values
+
+
+def group_gap(
+    y_true: Any, y_pred: Any, groups: Any, metric: str = "recall", min_positives: int = 10
+) -> float:
+    """The largest minus the smallest `group_values`; ValueError when fewer than two groups
+    have `min_positives` positives (a bootstrap round where the gap is undefined)."""
+    values = group_values(y_true, y_pred, groups, metric, min_positives)
+    if len(values) < 2:
+        raise ValueError("a gap needs two groups with enough positives")
+    return max(values.values()) - min(values.values())
