@@ -646,7 +646,7 @@ def _uncertainty_problems(
         return
     for attribute, entry in unc["groups"].items():
         group = report["groups"][attribute]
-        labels = _groups(pred, attribute)
+        labels = np.unique(_groups(pred, attribute), return_inverse=True)[1].ravel()
         name, least = group["metric"], group["min_positives"]
 
         def gap(decisions: np.ndarray, rows: np.ndarray) -> float:
