@@ -753,7 +753,7 @@ def _gate_problems(report: dict) -> Problems:
                 problems.append(
                     f"{field}.versus_baseline_low: expected {versus!r} (uncertainty.groups.{attribute}.versus_baseline.low), found {entry['versus_baseline_low']!r}"
                 )
-            low = interval["low"]
+            low, limit = interval["low"], report["groups"][attribute]["max_gap"]
             over = limit is not None and low is not None and low > limit
             wider = versus is not None and versus > 0
             if entry["clearly_over"] != over:
