@@ -299,6 +299,7 @@ def checkpointed(ws: Workspace) -> Problems:
                 continue
             if index is not None:
                 indexes[folder] = index
+        yield from _selection_problems(ws, store)
         resumed = {run_id: t for run_id, t in tags.items() if "resumed_from_run" in t}
         if not resumed:
             yield (
@@ -307,3 +308,103 @@ def checkpointed(ws: Workspace) -> Problems:
             )
             return
         yield from _check_resumed(store, resumed, runs, indexes)
+
+
+# --- the choices stage 03 makes: on the declared success metric -------------------------------
+
+SELECTION_TOLERANCE = 1e-9  # the same float, read back from the store
+SELECTION_TAGS = ("role", "best", "best_epoch", "data_version", "model_uri")
+
+
+def _selection_problems(ws: Workspace, store) -> Problems:
+    """The run tagged best=true (at best_epoch) and the one run tagged role=baseline hold the
+    highest `val_<success.metric>` among the FINISHED runs of their kind (candidates; baseline
+    and baseline trials) of their experiment and data version."""
+    from checker.problem import problem_fields
+
+    metric = problem_fields(ws).get("metric", "recall_at_budget")
+    key = f"val_{metric}"
+    runs = {
+        run_id: (experiment, name or run_id[:8])
+        for run_id, experiment, name in store.query(
+            "SELECT run_uuid, experiment_id, name FROM runs "
+            "WHERE status = 'FINISHED' AND lifecycle_stage = 'active'"
+        )
+    }
+    marks = ",".join("?" * len(SELECTION_TAGS))
+    tags: dict[str, dict[str, str]] = {}
+    for run_id, tag, value in store.query(
+        f"SELECT run_uuid, key, value FROM tags WHERE key IN ({marks})", SELECTION_TAGS
+    ):
+        if run_id in runs:
+            tags.setdefault(run_id, {})[tag] = str(value)
+    values: dict[str, dict[int, float]] = {}
+    for run_id, step, value, is_nan in store.query(
+        "SELECT run_uuid, step, value, is_nan FROM metrics WHERE key = ? ORDER BY timestamp",
+        (key,),
+    ):
+        if run_id in runs and not is_nan and isinstance(value, int | float):
+            values.setdefault(run_id, {})[step] = float(value)
+    why = f"{key}: problem.yaml's success.metric on the valid split"
+
+    def label(run_id: str) -> str:
+        return f"run {runs[run_id][1]} ({run_id[:8]})"
+
+    def kind(run_id: str, roles: tuple[str, ...]) -> list[str]:
+        experiment, version = runs[run_id][0], tags[run_id].get("data_version")
+        return [
+            r
+            for r in runs
+            if runs[r][0] == experiment
+            and tags.get(r, {}).get("role") in roles
+            and tags[r].get("data_version") == version
+        ]
+
+    def beaten(run_id: str, value: float, rivals: list[str], what: str) -> Problems:
+        missing = [r for r in rivals if not values.get(r)]
+        if missing:
+            yield f"{STORE}: {label(missing[0])}: metrics: expected {key} logged ({why}), found none"
+            return
+        top = max(rivals, key=lambda r: max(values[r].values()))
+        step = max(values[top], key=lambda s: values[top][s])
+        if value < values[top][step] - SELECTION_TOLERANCE:
+            yield (
+                f"{STORE}: {label(run_id)}: {what}: expected the highest {key} among its kind "
+                f"({why}), found {value:.6f} while {label(top)} has {values[top][step]:.6f} at "
+                f"step {step}: choose on the declared metric, not on another"
+            )
+
+    best = [r for r in runs if tags.get(r, {}).get("best") == "true"]
+    if len(best) != 1:
+        yield (
+            f"{STORE}: tags: expected exactly one finished run tagged best=true (the chosen "
+            f"candidate), found {len(best)}"
+        )
+    else:
+        run_id = best[0]
+        epoch = tags[run_id].get("best_epoch", "")
+        step = int(epoch) if epoch.isdigit() else None
+        if tags[run_id].get("role") != "candidate":
+            yield f"{STORE}: {label(run_id)}: tag role: expected 'candidate' on the run tagged best=true, found {tags[run_id].get('role')!r}"
+        elif step is None or step not in values.get(run_id, {}):
+            yield f"{STORE}: {label(run_id)}: tag best_epoch: expected an epoch at which the run logged {key}, found {epoch!r}"
+        else:
+            yield from beaten(
+                run_id, values[run_id][step], kind(run_id, ("candidate",)), "best_epoch"
+            )
+    baselines = [r for r in runs if tags.get(r, {}).get("role") == "baseline"]
+    if len(baselines) != 1:
+        yield (
+            f"{STORE}: tags: expected exactly one finished run tagged role=baseline (stage 05 "
+            f"registers it as version 1; the other trials are role=baseline_trial), found "
+            f"{len(baselines)}"
+        )
+        return
+    run_id = baselines[0]
+    if "model_uri" not in tags[run_id]:
+        yield f"{STORE}: {label(run_id)}: tag model_uri: expected the baseline's logged model, found none"
+    if not values.get(run_id):
+        yield f"{STORE}: {label(run_id)}: metrics: expected {key} logged ({why}), found none"
+        return
+    rivals = kind(run_id, ("baseline", "baseline_trial"))
+    yield from beaten(run_id, max(values[run_id].values()), rivals, "role=baseline")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Generator
 
 import numpy as np
 
@@ -20,13 +21,19 @@ from checker.contract import valid_json
 from checker.errors import Invalid
 from checker.manifest import manifest_field, read_manifest, split_table
 from checker.metrics import (
+    SCORE_METRICS,
     average_precision,
+    bootstrap_interval,
     brier,
     calibration_bins,
     confusion,
     flagged_share,
+    group_gap,
+    group_values,
     ks_statistic,
     label_metrics,
+    metric_value,
+    paired_difference,
     recall_at_budget_bounds,
     roc_auc,
     threshold_bounds,
@@ -38,6 +45,11 @@ from checker.table import Column, Table, parse
 from checker.workspace import Workspace
 
 PREDICTIONS = "evaluation/predictions.csv"
+BASELINE_PREDICTIONS = "evaluation/baseline_predictions.csv"
+BASELINE_COLUMNS = ("id_student", "code_presentation", "y_true", "y_score", "y_pred")
+BASELINE_VALID_COLUMN = "baseline_score"  # the baseline's scores in valid_scores.csv
+MIN_ROUNDS = 200  # fewer bootstrap rounds give intervals too coarse to gate on
+BOOTSTRAP_TOLERANCE = 1e-9  # the same seed gives the same resamples: the same numbers
 VALID_SCORES = "evaluation/valid_scores.csv"
 VALID_SCORE_COLUMNS = ("id_student", "code_presentation", "y_true", "y_score")
 REPORT = "evaluation/report.json"
@@ -65,15 +77,10 @@ def group_labels(values) -> np.ndarray:
 def group_metric(
     y: np.ndarray, p: np.ndarray, groups: np.ndarray, metric: str, min_positives: int
 ) -> tuple[dict[str, float], dict[str, int]]:
-    """`metric` per group with at least `min_positives` positive learners, and every group's count
-    of positives."""
-    values, positives = {}, {}
-    for name in sorted(set(groups)):
-        mask = groups == name
-        positives[name] = int(y[mask].sum())
-        if positives[name] >= min_positives:
-            values[name] = label_metrics(confusion(y[mask], p[mask]))[metric]
-    return values, positives
+    """`metric` per group with at least `min_positives` positive learners
+    (`checker.metrics.group_values`), and every group's count of positives."""
+    positives = {name: int(y[groups == name].sum()) for name in sorted(set(groups))}
+    return group_values(y, p, groups, metric, min_positives), positives
 
 
 # --- Reading the artifacts.
@@ -466,6 +473,379 @@ def _model_problems(ws: Workspace, report: dict) -> Problems:
             yield f"{REPORT}: model.role: expected {found!r} (the run's tag role in {STORE}), found {role!r}"
 
 
+# --- The baseline, the intervals, the comparison and the gate (issue 10).
+
+
+def _same(found: object, expected: float | None, tolerance: float = BOOTSTRAP_TOLERANCE) -> bool:
+    """A recomputed bound: both None, or numbers within `tolerance`."""
+    if expected is None or found is None:
+        return found is None and expected is None
+    return (
+        isinstance(found, int | float)
+        and not isinstance(found, bool)
+        and abs(float(found) - expected) <= tolerance
+    )
+
+
+def _shown(value: float | None) -> str:
+    return "null" if value is None else f"{value:.9f}"
+
+
+def _interval_problems(field: str, found: dict, expected: dict, how: str) -> Problems:
+    for name in ("estimate", "low", "high"):
+        if not _same(found.get(name), expected[name]):
+            yield f"{REPORT}: {field}.{name}: expected {_shown(expected[name])} ({how}), found {found.get(name)!r}"
+
+
+def read_baseline_predictions(ws: Workspace) -> Table:
+    path = ws.resolve(
+        BASELINE_PREDICTIONS, what=BASELINE_PREDICTIONS, max_bytes=MAX_PREDICTIONS_BYTES
+    )
+    return parse(
+        path.read_bytes(),
+        BASELINE_PREDICTIONS,
+        how="baseline predictions",
+        dtype={"code_presentation": str},
+    )
+
+
+def _baseline_scores(
+    ws: Workspace, report: dict, pred: Table
+) -> Generator[str, None, tuple[np.ndarray, np.ndarray] | None]:
+    """The baseline's test scores and decisions, row for row with predictions.csv, once they are
+    the same learners, probabilities, and decisions at the baseline's threshold."""
+    import pandas as pd
+
+    frame = read_baseline_predictions(ws).frame
+    missing = [c for c in BASELINE_COLUMNS if c not in frame.columns]
+    if missing:
+        yield f"{BASELINE_PREDICTIONS}: columns: expected {', '.join(BASELINE_COLUMNS)}, found no {', '.join(missing)}"
+        return None
+    ours = pred.frame
+    if len(frame) != len(ours):
+        yield (
+            f"{BASELINE_PREDICTIONS}: rows: expected the {len(ours)} rows of {PREDICTIONS}, in the "
+            f"same order (the paired comparison scores both models on the same learners), found {len(frame)}"
+        )
+        return None
+    for column in ("id_student", "code_presentation", "y_true"):
+        theirs = frame[column].astype(str).to_numpy()
+        differ = int(np.sum(theirs != ours[column].astype(str).to_numpy()))
+        if differ:
+            yield (
+                f"{BASELINE_PREDICTIONS}: {column}: expected the rows of {PREDICTIONS} in the same "
+                f"order (row i is the same learner in both files), found {differ} rows that differ"
+            )
+            return None
+    scores = pd.to_numeric(frame["y_score"], errors="coerce")
+    bad = scores.isna() | ~np.isfinite(scores) | (scores < 0) | (scores > 1)
+    if bad.any():
+        yield f"{BASELINE_PREDICTIONS}: y_score: expected a probability in [0, 1] on every row, found {int(bad.sum())} other values"
+        return None
+    decisions = pd.to_numeric(frame["y_pred"], errors="coerce")
+    if not decisions.isin([0, 1]).all():
+        yield f"{BASELINE_PREDICTIONS}: y_pred: expected 0 or 1 on every row, found other values"
+        return None
+    s, p = scores.to_numpy(dtype=float), decisions.to_numpy(dtype="int64")
+    threshold = report["baseline"]["threshold"]
+    wrong = int(np.sum(p != (s >= threshold)))
+    if wrong:
+        yield (
+            f"{BASELINE_PREDICTIONS}: y_pred: expected 1 where y_score >= baseline.threshold "
+            f"({threshold} in {REPORT}) and 0 elsewhere, found {wrong} rows that differ"
+        )
+        return None
+    return s, p
+
+
+def _baseline_threshold_problems(ws: Workspace, report: dict) -> Problems:
+    import pandas as pd
+
+    frame = read_valid_scores(ws).frame
+    if BASELINE_VALID_COLUMN not in frame.columns:
+        yield f"{VALID_SCORES}: columns: expected a column {BASELINE_VALID_COLUMN} (the baseline's validation scores its threshold is chosen on), found none"
+        return
+    s = pd.to_numeric(frame[BASELINE_VALID_COLUMN], errors="coerce").to_numpy(dtype=float)
+    if len(s) == 0 or (~np.isfinite(s) | (s < 0) | (s > 1)).any():
+        yield f"{VALID_SCORES}: {BASELINE_VALID_COLUMN}: expected a probability in [0, 1] on every row, found other values"
+        return
+    budget, threshold = report["budget"], report["baseline"]["threshold"]
+    expected, low, high = threshold_bounds(s, budget)
+    if not low - TOLERANCE <= threshold <= high + TOLERANCE:
+        yield (
+            f"{REPORT}: baseline.threshold: expected the 1 - budget quantile of the baseline's "
+            f"validation scores ({BASELINE_VALID_COLUMN} in {VALID_SCORES}: {expected:.6f}, "
+            f"anything from {low:.6f} to {high:.6f}), found {threshold!r}"
+        )
+
+
+def _baseline_metric_problems(report: dict, y: np.ndarray, s: np.ndarray) -> Problems:
+    source = f"(recomputed from {BASELINE_PREDICTIONS})"
+    claimed = report["baseline"]["metrics"]
+    if 0 < y.sum() < len(y):
+        for name, value in (
+            ("roc_auc", roc_auc(y, s)),
+            ("pr_auc", average_precision(y, s)),
+            ("brier", brier(y, s)),
+        ):
+            if not _close(claimed[name], value):
+                yield f"{REPORT}: baseline.metrics.{name}: expected {value:.6f} {source}, found {claimed[name]!r}"
+        low, high = recall_at_budget_bounds(y, s, report["budget"])
+        if not low - TOLERANCE <= claimed["recall_at_budget"] <= high + TOLERANCE:
+            yield f"{REPORT}: baseline.metrics.recall_at_budget: expected between {low:.6f} and {high:.6f} {source}, found {claimed['recall_at_budget']!r}"
+
+
+def _baseline_run_problems(ws: Workspace, report: dict) -> Problems:
+    run_id, role = report["baseline"]["run_id"], report["baseline"]["role"]
+    with open_store(ws) as store:
+        store.require(("runs", "tags"))
+        if not store.query("SELECT 1 FROM runs WHERE run_uuid = ?", (run_id,)):
+            yield f"{REPORT}: baseline.run_id: expected a run in {STORE}, found no run {run_id}"
+            return
+        tag = store.query("SELECT value FROM tags WHERE run_uuid = ? AND key = 'role'", (run_id,))
+        found = tag[0][0] if tag else None
+        if found != "baseline" or role != "baseline":
+            yield (
+                f"{REPORT}: baseline.role: expected the run stage 05 registers as version 1, "
+                f"tagged role=baseline in {STORE}, found role {role!r} for a run tagged {found!r}"
+            )
+
+
+def _bootstrap_settings(section: str, entry: dict) -> Generator[str, None, bool]:
+    if entry["rounds"] < MIN_ROUNDS:
+        yield (
+            f"{REPORT}: {section}.rounds: expected at least {MIN_ROUNDS} bootstrap rounds "
+            f"(fewer give intervals too coarse to gate on; the course uses 1000), found {entry['rounds']}"
+        )
+        return False
+    return True
+
+
+def _uncertainty_problems(
+    report: dict, pred: Table, y: np.ndarray, s: np.ndarray, p: np.ndarray, bp: np.ndarray
+) -> Problems:
+    unc = report["uncertainty"]
+    if not (yield from _bootstrap_settings("uncertainty", unc)):
+        return
+    seed, rounds, level, budget = unc["seed"], unc["rounds"], unc["level"], report["budget"]
+    how = f"the bootstrap of {PREDICTIONS} with seed {seed}, {rounds} rounds, level {level}"
+    metric = report["success"]["metric"]
+    if unc["success"]["metric"] != metric:
+        yield f"{REPORT}: uncertainty.success.metric: expected {metric!r} (success.metric), found {unc['success']['metric']!r}"
+    else:
+        expected = bootstrap_interval(
+            lambda rows: metric_value(metric, y[rows], s[rows], budget, p[rows]),
+            len(y),
+            rounds,
+            seed,
+            level,
+        )
+        yield from _interval_problems("uncertainty.success", unc["success"], expected, how)
+    if set(unc["groups"]) != set(report["groups"]):
+        yield f"{REPORT}: uncertainty.groups: expected an interval for every attribute of groups {sorted(report['groups'])}, found {sorted(unc['groups'])}"
+        return
+    for attribute, entry in unc["groups"].items():
+        group = report["groups"][attribute]
+        labels = np.unique(_groups(pred, attribute), return_inverse=True)[1].ravel()
+        name, least = group["metric"], group["min_positives"]
+
+        def gap(decisions: np.ndarray, rows: np.ndarray) -> float:
+            return group_gap(y[rows], decisions[rows], labels[rows], name, least)  # noqa: B023
+
+        expected = bootstrap_interval(lambda rows: gap(p, rows), len(y), rounds, seed, level)
+        yield from _interval_problems(f"uncertainty.groups.{attribute}", entry, expected, how)
+        expected = bootstrap_interval(
+            lambda rows: gap(p, rows) - gap(bp, rows), len(y), rounds, seed, level
+        )
+        yield from _interval_problems(
+            f"uncertainty.groups.{attribute}.versus_baseline",
+            entry["versus_baseline"],
+            expected,
+            how + f", candidate's gap minus the baseline's from {BASELINE_PREDICTIONS}",
+        )
+
+
+def _comparison_problems(report: dict, y: np.ndarray, s: np.ndarray, bs: np.ndarray) -> Problems:
+    cmp = report["comparison"]
+    if not (yield from _bootstrap_settings("comparison", cmp)):
+        return
+    metric, budget = cmp["metric"], report["budget"]
+    success = report["success"]["metric"]
+    wanted = success if success in SCORE_METRICS else "recall_at_budget"
+    if metric != wanted:
+        yield f"{REPORT}: comparison.metric: expected {wanted!r} (success.metric, or recall_at_budget for a label metric), found {metric!r}"
+        return
+    expected = paired_difference(
+        y,
+        bs,
+        s,
+        lambda yy, ss: metric_value(metric, yy, ss, budget),
+        cmp["rounds"],
+        cmp["seed"],
+        cmp["level"],
+    )
+    how = (
+        f"candidate minus baseline, paired bootstrap of {PREDICTIONS} and {BASELINE_PREDICTIONS} "
+        f"with seed {cmp['seed']}, {cmp['rounds']} rounds"
+    )
+    yield from _interval_problems("comparison", cmp, expected, how)
+    for flag, value in (
+        ("better", expected["low"] is not None and expected["low"] > 0),
+        ("worse", expected["high"] is not None and expected["high"] < 0),
+    ):
+        if cmp[flag] != value:
+            yield f"{REPORT}: comparison.{flag}: expected {str(value).lower()} (the interval [{_shown(expected['low'])}, {_shown(expected['high'])}] against 0), found {cmp[flag]!r}"
+
+
+GATE_RULE = (
+    "hold when the success metric's upper bound is below the target, when the paired difference "
+    "with the baseline has its upper bound below 0, or when a group's gap has its lower bound "
+    "above the fairness limit and its paired difference with the baseline's gap has its lower "
+    "bound above 0; canary otherwise"
+)
+
+
+def _gate_problems(report: dict) -> Problems:
+    """The gate's numbers are the report's intervals, its flags follow from them, and its verdict
+    follows from its flags by the contract's rule."""
+    gate, unc, cmp = report["gate"], report["uncertainty"], report["comparison"]
+    problems: list[str] = []
+    success = gate["success"]
+    target = report["success"]["target"]
+    if not _close(success["target"], target):
+        problems.append(
+            f"{REPORT}: gate.success.target: expected {target!r} (success.target), found {success['target']!r}"
+        )
+    for bound in ("low", "high"):
+        if not _same(success[bound], unc["success"][bound]):
+            problems.append(
+                f"{REPORT}: gate.success.{bound}: expected {unc['success'][bound]!r} (uncertainty.success.{bound}), found {success[bound]!r}"
+            )
+    high = unc["success"]["high"]
+    below = high is not None and high < target
+    if success["clearly_below"] != below:
+        problems.append(
+            f"{REPORT}: gate.success.clearly_below: expected {str(below).lower()} (upper bound {high} against target {target}), found {success['clearly_below']!r}"
+        )
+    limits = {e["max_gap"] for e in report["groups"].values()}
+    limit = next(iter(limits)) if len(limits) == 1 else None
+    fairness = gate["fairness"]
+    if len(limits) == 1 and not _same(fairness["max_gap"], limit, TOLERANCE):
+        problems.append(
+            f"{REPORT}: gate.fairness.max_gap: expected {limit!r} (the groups' max_gap), found {fairness['max_gap']!r}"
+        )
+    held_by_gap = []
+    if set(fairness["gaps"]) != set(unc["groups"]):
+        problems.append(
+            f"{REPORT}: gate.fairness.gaps: expected every attribute of uncertainty.groups {sorted(unc['groups'])}, found {sorted(fairness['gaps'])}"
+        )
+    else:
+        for attribute, entry in fairness["gaps"].items():
+            interval = unc["groups"][attribute]
+            field = f"{REPORT}: gate.fairness.gaps.{attribute}"
+            for bound in ("low", "high"):
+                if not _same(entry[bound], interval[bound]):
+                    problems.append(
+                        f"{field}.{bound}: expected {interval[bound]!r} (uncertainty.groups.{attribute}.{bound}), found {entry[bound]!r}"
+                    )
+            versus = interval["versus_baseline"]["low"]
+            if not _same(entry["versus_baseline_low"], versus):
+                problems.append(
+                    f"{field}.versus_baseline_low: expected {versus!r} (uncertainty.groups.{attribute}.versus_baseline.low), found {entry['versus_baseline_low']!r}"
+                )
+            low, limit = interval["low"], report["groups"][attribute]["max_gap"]
+            over = limit is not None and low is not None and low > limit
+            wider = versus is not None and versus > 0
+            if entry["clearly_over"] != over:
+                problems.append(
+                    f"{field}.clearly_over: expected {str(over).lower()} (lower bound {low} against the limit {limit}), found {entry['clearly_over']!r}"
+                )
+            if entry["wider_than_baseline"] != wider:
+                problems.append(
+                    f"{field}.wider_than_baseline: expected {str(wider).lower()} (lower bound {versus} of the gap's difference with the baseline's, against 0), found {entry['wider_than_baseline']!r}"
+                )
+            if over and wider:
+                held_by_gap.append(attribute)
+    versus = gate["versus_baseline"]
+    for bound in ("low", "high"):
+        if not _same(versus[bound], cmp[bound]):
+            problems.append(
+                f"{REPORT}: gate.versus_baseline.{bound}: expected {cmp[bound]!r} (comparison.{bound}), found {versus[bound]!r}"
+            )
+    worse = cmp["high"] is not None and cmp["high"] < 0
+    if versus["clearly_worse"] != worse:
+        problems.append(
+            f"{REPORT}: gate.versus_baseline.clearly_worse: expected {str(worse).lower()} (upper bound {cmp['high']} against 0), found {versus['clearly_worse']!r}"
+        )
+    yield from problems
+    if problems:
+        return
+    why = ["the success metric is below the target at its upper bound"] if below else []
+    why += (
+        ["the candidate is worse than the baseline at the difference's upper bound"]
+        if worse
+        else []
+    )
+    why += [f"the {a} gap is over the limit and wider than the baseline's" for a in held_by_gap]
+    verdict = "hold" if why else "canary"
+    if gate["verdict"] != verdict:
+        because = "; ".join(why) if why else "nothing in the numbers rules the candidate out"
+        yield f"{REPORT}: gate.verdict: expected {verdict!r} by the gate's rule ({GATE_RULE}): {because}; found {gate['verdict']!r}"
+    elif verdict == "hold" and not gate["reasons"]:
+        yield f"{REPORT}: gate.reasons: expected the reasons for the hold in words (stage 05 shows them), found none"
+
+
+def _robustness_verdict_problems(report: dict) -> Problems:
+    robustness = report["robustness"]
+    clean = robustness["clean"]
+    failed = []
+    for name, entry in robustness.items():
+        if name == "clean":
+            continue
+        field = f"{REPORT}: robustness.{name}"
+        if "tolerance" not in entry or "passed" not in entry:
+            yield f"{field}: expected a tolerance (the largest drop from clean accepted) and passed (true or false), found {'no tolerance' if 'tolerance' not in entry else 'no passed'}"
+            continue
+        values = [entry[k] for k in ("roc_auc", "recall_at_budget")]
+        drops = [
+            clean[k] - v
+            for k, v in zip(("roc_auc", "recall_at_budget"), values, strict=True)
+            if v is not None
+        ]
+        passed = (
+            entry.get("error") is None
+            and len(drops) == 2
+            and max(drops) <= entry["tolerance"] + 1e-12
+        )
+        if entry["passed"] != passed:
+            shown = ", ".join(f"{d:.4f}" for d in drops) or "no numbers"
+            yield (
+                f"{field}.passed: expected {str(passed).lower()} (drops from clean in roc_auc, "
+                f"recall_at_budget: {shown}; error {entry.get('error')!r}; tolerance "
+                f"{entry['tolerance']}), found {entry['passed']!r}"
+            )
+        if not passed:
+            failed.append(name)
+    verdict = report["robustness_verdict"]
+    if verdict["passed"] != (not failed) or sorted(verdict["failed"]) != sorted(failed):
+        yield f"{REPORT}: robustness_verdict: expected passed {str(not failed).lower()} with failed {sorted(failed)} (the scenarios' verdicts), found passed {verdict['passed']!r} with failed {sorted(verdict['failed'])}"
+
+
+def _new_problems(ws: Workspace, report: dict, pred: Table, y, s, p) -> Problems:
+    """Issue 10: the baseline on the test split, the intervals, the comparison and the gate."""
+    yield from _robustness_verdict_problems(report)
+    yield from _baseline_run_problems(ws, report)
+    yield from _baseline_threshold_problems(ws, report)
+    scores = yield from _baseline_scores(ws, report, pred)
+    if scores is None:
+        return
+    bs, bp = scores
+    yield from _baseline_metric_problems(report, y, bs)
+    yield from _uncertainty_problems(report, pred, y, s, p, bp)
+    yield from _comparison_problems(report, y, s, bs)
+    yield from _gate_problems(report)
+
+
 @check("evaluated", stage=STAGE)
 def evaluated(ws: Workspace) -> Problems:
     """The report's every number recomputes from the predictions, which are the test split."""
@@ -506,3 +886,4 @@ def evaluated(ws: Workspace) -> Problems:
     yield from _success_problems(report, problem)
     yield from _drift_problems(ws, report, manifest, {"test": split})
     yield from _model_problems(ws, report)
+    yield from _new_problems(ws, report, pred, y, s, p)

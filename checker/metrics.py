@@ -407,3 +407,89 @@ def paired_difference(
     rounds_won = wins[1:]  # the first call is the estimate on all rows
     out["share_better"] = float(np.mean(rounds_won)) if rounds_won else None
     return out
+
+
+# --- a metric by name, and the gap between groups ---------------------------------------------
+
+SCORE_METRICS = ("recall_at_budget", "roc_auc", "pr_auc")  # of the scores: no threshold
+LABEL_METRICS = ("recall", "precision", "f1", "accuracy", "selection_rate")  # of decisions
+
+
+def metric_value(
+    name: str, y_true: Any, y_score: Any, budget: float, y_pred: Any | None = None
+) -> float:
+    """The metric `name` (problem.yaml's `success.metric`) of scores, the one way every stage
+    computes it: `recall_at_budget`, `roc_auc` and `pr_auc` of `y_score`; a label metric
+    (`recall`, `precision`, `f1`, `accuracy`) of the decisions `y_pred`, or, without them, of
+    the decisions at the `1 - budget` quantile of the scores (the budget's threshold)."""
+    if name == "recall_at_budget":
+        return recall_at_budget(y_true, y_score, budget)
+    if name == "roc_auc":
+        return roc_auc(y_true, y_score)
+    if name == "pr_auc":
+        return average_precision(y_true, y_score)
+    if name not in LABEL_METRICS:
+        raise ValueError(f"unknown metric {name!r}")
+    if y_pred is None:
+        s = _scores(y_score)
+        y_pred = (s >= np.quantile(s, 1 - budget)).astype(int)
+    return label_metrics(confusion(y_true, y_pred))[name]
+
+
+def _per_group(
+    y_true: Any, y_pred: Any, groups: Any, metric: str, min_positives: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The group names and `metric` of each group with at least `min_positives` positives, as
+    arrays: counts by `np.bincount`, the formulas of `label_metrics` (0 when undefined)."""
+    if metric not in LABEL_METRICS:
+        raise ValueError(f"unknown group metric {metric!r}")
+    y, p = _labels(y_true), _labels(y_pred)
+    g = np.asarray(groups)
+    if g.dtype.kind in "iu" and g.size:  # codes already (a bootstrap encodes the names once)
+        codes, size = g, int(g.max()) + 1
+        names = np.arange(size).astype(str)
+    else:
+        names, codes = np.unique(g.astype(str), return_inverse=True)
+        codes, size = codes.ravel(), names.size
+    positives = np.bincount(codes, weights=y, minlength=size)
+    keep = positives >= min_positives
+    tp = np.bincount(codes, weights=y * p, minlength=size)[keep]
+    if metric == "recall":  # the course's fairness metric: the fast path of a bootstrap
+        return names[keep], tp / positives[keep]
+    n = np.bincount(codes, minlength=size).astype(float)[keep]
+    flagged = np.bincount(codes, weights=p, minlength=size)[keep]
+    pos = positives[keep]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(flagged > 0, tp / flagged, 0.0)
+        recall = tp / pos
+        if metric == "precision":
+            values = precision
+        elif metric == "f1":
+            total = precision + recall
+            values = np.where(total > 0, 2 * precision * recall / total, 0.0)
+        elif metric == "accuracy":
+            values = (n - pos - flagged + 2 * tp) / n
+        else:
+            values = flagged / n
+    return names[keep], values
+
+
+def group_values(
+    y_true: Any, y_pred: Any, groups: Any, metric: str = "recall", min_positives: int = 10
+) -> dict[str, float]:
+    """`metric` of the decisions per group (names as text), for the groups with at least
+    `min_positives` learners with y_true = 1 (stage 04's fairness table). `groups` may also be
+    integer codes (0, 1, ...), named by their number: a bootstrap encodes the names once."""
+    names, values = _per_group(y_true, y_pred, groups, metric, min_positives)
+    return {str(k): float(v) for k, v in zip(names.tolist(), values.tolist(), strict=True)}
+
+
+def group_gap(
+    y_true: Any, y_pred: Any, groups: Any, metric: str = "recall", min_positives: int = 10
+) -> float:
+    """The largest minus the smallest `group_values`; ValueError when fewer than two groups
+    have `min_positives` positives (a bootstrap round where the gap is undefined)."""
+    _, values = _per_group(y_true, y_pred, groups, metric, min_positives)
+    if values.size < 2:
+        raise ValueError("a gap needs two groups with enough positives")
+    return float(values.max() - values.min())

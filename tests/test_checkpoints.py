@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 import checker
-from tests.helpers.training import RESUME_AFTER, TrainingRuns, add_training_runs
+from tests.helpers.problem import VALID_PROBLEM, write_problem
+from tests.helpers.training import (
+    BASELINE_GRID,
+    EPOCHS,
+    RESUME_AFTER,
+    TrainingRuns,
+    add_training_runs,
+)
 from tests.helpers.untrusted import deadline, failed, snapshot
 
 STORE = "mlflow.db"
@@ -322,6 +329,111 @@ def test_a_store_that_is_not_a_database(trained):
 
 
 # --- the real chain -------------------------------------------------------------------------------
+
+
+# --- the choices: on the declared success metric (issue 10) ------------------------------------
+
+
+def retag(ws: Path, run_id: str, key: str, value: str | None) -> None:
+    sql(ws, "DELETE FROM tags WHERE run_uuid = ? AND key = ?", (run_id, key))
+    if value is not None:
+        sql(ws, "INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)", (key, value, run_id))
+
+
+def choose_candidate(ws: Path, runs: TrainingRuns, run_id: str, epoch: int) -> None:
+    retag(ws, runs.finished, "best", None)
+    retag(ws, run_id, "best", "true")
+    retag(ws, run_id, "best_epoch", str(epoch))
+
+
+def choose_baseline(ws: Path, runs: TrainingRuns, C: float) -> None:
+    for run_id in runs.baselines:
+        retag(ws, run_id, "role", "baseline_trial")
+    chosen = runs.baselines[BASELINE_GRID.index(C)]
+    retag(ws, chosen, "role", "baseline")
+    retag(ws, chosen, "model_uri", "models:/m-other")
+
+
+def test_a_best_candidate_chosen_on_roc_auc_fails(trained):
+    ws, runs = trained
+    choose_candidate(ws, runs, runs.resumed, EPOCHS)  # the highest val_roc_auc
+    message = fails_with(ws, "best_epoch: expected the highest val_recall_at_budget among its kind")
+    assert "mlp-a" in message and "at step 2" in message and "not on another" in message
+
+
+def test_a_later_epoch_of_the_best_run_is_not_the_best(trained):
+    ws, runs = trained
+    retag(ws, runs.finished, "best_epoch", str(EPOCHS))
+    fails_with(ws, "best_epoch: expected the highest val_recall_at_budget", "at step 2")
+
+
+def test_a_best_epoch_the_run_never_logged_fails(trained):
+    ws, runs = trained
+    retag(ws, runs.finished, "best_epoch", "99")
+    fails_with(ws, "tag best_epoch: expected an epoch at which the run logged val_recall_at_budget")
+
+
+@pytest.mark.parametrize("count", [0, 2])
+def test_exactly_one_best_candidate(trained, count: int):
+    ws, runs = trained
+    if count == 0:
+        retag(ws, runs.finished, "best", None)
+    else:
+        retag(ws, runs.resumed, "best", "true")
+    fails_with(ws, "expected exactly one finished run tagged best=true", f"found {count}")
+
+
+def test_a_baseline_chosen_on_roc_auc_fails(trained):
+    ws, runs = trained
+    choose_baseline(ws, runs, 1.0)  # the highest val_roc_auc, not the highest recall at budget
+    fails_with(
+        ws, "role=baseline: expected the highest val_recall_at_budget", "baseline-logreg-C0.1"
+    )
+
+
+def test_two_baselines_fail(trained):
+    ws, runs = trained
+    retag(ws, runs.baselines[0], "role", "baseline")
+    fails_with(ws, "expected exactly one finished run tagged role=baseline", "found 2")
+
+
+def test_a_baseline_without_its_model_fails(trained):
+    ws, runs = trained
+    retag(ws, runs.baseline, "model_uri", None)
+    fails_with(ws, "tag model_uri: expected the baseline's logged model")
+
+
+def test_a_candidate_that_never_logged_the_declared_metric_fails(trained):
+    ws, runs = trained
+    sql(
+        ws,
+        "DELETE FROM metrics WHERE run_uuid = ? AND key = 'val_recall_at_budget'",
+        (runs.resumed,),
+    )
+    fails_with(ws, "mlp-b-resumed", "expected val_recall_at_budget logged")
+
+
+def test_the_declared_metric_comes_from_problem_yaml(trained):
+    ws, runs = trained
+    write_problem(ws, VALID_PROBLEM.replace("metric: recall_at_budget", "metric: roc_auc"))
+    fails_with(ws, "expected the highest val_roc_auc among its kind")
+    choose_candidate(ws, runs, runs.resumed, EPOCHS)
+    choose_baseline(ws, runs, 1.0)
+    report = checker.check_all(ws, only=["checkpointed"])
+    assert report.failures() == []
+
+
+def test_runs_of_another_data_version_do_not_compete(trained):
+    ws, runs = trained
+    rival = runs.baselines[BASELINE_GRID.index(1.0)]
+    sql(
+        ws,
+        "UPDATE metrics SET value = 0.9 WHERE run_uuid = ? AND key = 'val_recall_at_budget'",
+        (rival,),
+    )
+    fails_with(ws, "role=baseline: expected the highest", "has 0.900000")
+    retag(ws, rival, "data_version", "f" * 64)  # trained on other data: not a rival
+    assert checker.check_all(ws, only=["checkpointed"]).failures() == []
 
 
 @pytest.mark.slow

@@ -20,13 +20,17 @@ import checker
 from checker import evaluation
 from checker.evaluation import evaluated
 from tests.helpers.evaluation import (
+    BASELINE_PREDICTIONS,
     BUDGET,
     PREDICTIONS,
     REPORT,
     VALID_SCORES,
     build_evaluation,
+    load_baseline,
     load_predictions,
     load_report,
+    recompute_uncertainty,
+    write_baseline,
     write_predictions,
     write_report,
 )
@@ -207,6 +211,7 @@ def test_a_gap_judged_against_a_limit_of_its_own_is_consistent_without_problem_y
     edit_report(ws, lambda r: r["groups"]["imd_band"].update(max_gap=0.5))
     assert not evaluated(ws).passed  # within_limit false, but 0.18 <= 0.5
     edit_report(ws, lambda r: r["groups"]["imd_band"].update(within_limit=True))
+    recompute_uncertainty(ws)  # the gate judges each gap against its own limit
     assert evaluated(ws).passed
 
 
@@ -322,9 +327,17 @@ def test_predictions_missing_a_learner_fail(ws: Path):
     fails_with(ws, "0 not in the test split", "1 test rows missing")
 
 
-def test_predictions_in_another_order_pass(ws: Path):
-    write_predictions(ws, load_predictions(ws).sample(frac=1.0, random_state=0))
-    assert evaluated(ws).passed
+def test_predictions_in_another_order_pass_with_the_baseline_and_intervals_in_that_order(ws: Path):
+    order = np.random.default_rng(0).permutation(len(load_predictions(ws)))
+    write_predictions(ws, load_predictions(ws).iloc[order])
+    assert f"{BASELINE_PREDICTIONS}: id_student: expected the rows of {PREDICTIONS}" in "\n".join(
+        messages(ws)
+    )
+    write_baseline(ws, load_baseline(ws).iloc[order])
+    # the bootstrap resamples rows by position: intervals of the old order no longer recompute
+    fails_with(ws, f"{REPORT}: uncertainty.success.low: expected")
+    recompute_uncertainty(ws)
+    assert evaluated(ws).passed, messages(ws)
 
 
 def test_y_true_that_is_not_the_label_fails(ws: Path):
@@ -454,6 +467,211 @@ def test_empty_predictions_fail(ws: Path):
     fails_with(ws, f"{PREDICTIONS}: expected a readable CSV with a header row")
 
 
+# --- the baseline on the test split (issue 10) -----------------------------------------------
+
+
+def test_the_valid_evaluation_scores_the_baseline_and_gates_to_a_canary(ws: Path):
+    report = load_report(ws)
+    assert len(load_baseline(ws)) == len(load_predictions(ws))
+    assert report["gate"]["verdict"] == "canary" and report["uncertainty"]["rounds"] == 200
+    assert report["robustness_verdict"] == {
+        "passed": False,
+        "failed": ["gaussian_noise", "unseen_category"],
+    }
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "pr_auc", "brier", "recall_at_budget"])
+def test_a_tampered_baseline_metric_fails(ws: Path, metric: str):
+    edit_report(ws, lambda r: r["baseline"]["metrics"].update({metric: 0.999}))
+    fails_with(ws, f"{REPORT}: baseline.metrics.{metric}: expected", BASELINE_PREDICTIONS)
+
+
+def test_missing_baseline_predictions_fail(ws: Path):
+    (ws / BASELINE_PREDICTIONS).unlink()
+    fails_with(ws, f"{BASELINE_PREDICTIONS}: file {BASELINE_PREDICTIONS} not found")
+
+
+def test_baseline_predictions_of_fewer_learners_fail(ws: Path):
+    write_baseline(ws, load_baseline(ws).iloc[1:])
+    fails_with(ws, f"{BASELINE_PREDICTIONS}: rows: expected the", "in the same order")
+
+
+def test_baseline_scores_that_are_not_probabilities_fail(ws: Path):
+    frame = load_baseline(ws).astype({"y_score": object})
+    frame.loc[0, "y_score"] = "high"
+    write_baseline(ws, frame)
+    fails_with(ws, f"{BASELINE_PREDICTIONS}: y_score: expected a probability in [0, 1]")
+
+
+def test_baseline_decisions_that_do_not_follow_its_threshold_fail(ws: Path):
+    edit_report(ws, lambda r: r["baseline"].update(threshold=0.01))
+    fails_with(
+        ws, f"{BASELINE_PREDICTIONS}: y_pred: expected 1 where y_score >= baseline.threshold"
+    )
+
+
+def test_a_baseline_threshold_not_chosen_on_its_validation_scores_fails(ws: Path):
+    frame = load_baseline(ws)
+    threshold = float(np.quantile(frame["y_score"], 0.5))
+    write_baseline(ws, frame.assign(y_pred=(frame["y_score"] >= threshold).astype(int)))
+    edit_report(ws, lambda r: r["baseline"].update(threshold=threshold))
+    recompute_uncertainty(ws)
+    fails_with(
+        ws, f"{REPORT}: baseline.threshold: expected the 1 - budget quantile of the baseline"
+    )
+
+
+def test_valid_scores_without_the_baselines_column_fail(ws: Path):
+    scores = pd.read_csv(ws / VALID_SCORES).drop(columns=["baseline_score"])
+    scores.to_csv(ws / VALID_SCORES, index=False)
+    fails_with(ws, f"{VALID_SCORES}: columns: expected a column baseline_score")
+
+
+def test_a_baseline_that_is_not_the_run_tagged_baseline_fails(ws: Path):
+    edit_report(ws, lambda r: r["baseline"].update(run_id=r["model"]["run_id"]))
+    fails_with(ws, f"{REPORT}: baseline.role: expected the run stage 05 registers as version 1")
+
+
+def test_a_baseline_run_missing_from_the_store_fails(ws: Path):
+    edit_report(ws, lambda r: r["baseline"].update(run_id="e" * 32))
+    fails_with(ws, f"{REPORT}: baseline.run_id: expected a run in mlflow.db, found no run")
+
+
+# --- the intervals, the comparison, the gate (issue 10) ----------------------------------------
+
+
+def test_intervals_computed_with_fewer_rounds_than_recorded_fail(ws: Path):
+    edit_report(ws, lambda r: r["uncertainty"].update(rounds=300))
+    text = fails_with(ws, f"{REPORT}: uncertainty.success.low: expected", "300 rounds")
+    assert f"{REPORT}: uncertainty.groups.gender.low: expected" in text
+
+
+def test_intervals_computed_with_another_seed_than_recorded_fail(ws: Path):
+    edit_report(ws, lambda r: r["uncertainty"].update(seed=43))
+    fails_with(ws, f"{REPORT}: uncertainty.success.high: expected", "seed 43")
+
+
+def test_intervals_recorded_with_their_own_seed_and_rounds_pass(ws: Path):
+    recompute_uncertainty(ws, seed=7, rounds=250)
+    assert evaluated(ws).passed, messages(ws)
+
+
+def test_fewer_than_200_rounds_are_refused(ws: Path):
+    recompute_uncertainty(ws, rounds=100)
+    fails_with(ws, f"{REPORT}: uncertainty.rounds: expected at least 200 bootstrap rounds", "100")
+
+
+def test_a_tampered_gap_interval_fails(ws: Path):
+    edit_report(ws, lambda r: r["uncertainty"]["groups"]["imd_band"].update(low=0.0))
+    fails_with(ws, f"{REPORT}: uncertainty.groups.imd_band.low: expected")
+
+
+def test_a_tampered_gap_difference_with_the_baseline_fails(ws: Path):
+    edit_report(
+        ws, lambda r: r["uncertainty"]["groups"]["gender"]["versus_baseline"].update(high=0.9)
+    )
+    fails_with(ws, f"{REPORT}: uncertainty.groups.gender.versus_baseline.high: expected")
+
+
+def test_an_interval_for_a_group_not_reported_is_missing_fails(ws: Path):
+    edit_report(ws, lambda r: r["uncertainty"]["groups"].pop("age_band"))
+    fails_with(ws, f"{REPORT}: uncertainty.groups: expected an interval for every attribute")
+
+
+def test_a_tampered_paired_difference_fails(ws: Path):
+    edit_report(ws, lambda r: r["comparison"].update(estimate=0.2))
+    fails_with(ws, f"{REPORT}: comparison.estimate: expected", "paired bootstrap")
+
+
+def test_a_candidate_claimed_better_than_the_interval_says_fails(ws: Path):
+    edit_report(ws, lambda r: r["comparison"].update(better=True))
+    fails_with(ws, f"{REPORT}: comparison.better: expected false")
+
+
+def test_a_gate_verdict_that_does_not_follow_its_numbers_fails(ws: Path):
+    edit_report(ws, lambda r: r["gate"].update(verdict="hold", reasons=["not sure"]))
+    fails_with(ws, f"{REPORT}: gate.verdict: expected 'canary' by the gate's rule", "found 'hold'")
+
+
+def test_a_gate_flag_that_does_not_follow_the_interval_fails(ws: Path):
+    edit_report(ws, lambda r: r["gate"]["success"].update(clearly_below=True))
+    fails_with(ws, f"{REPORT}: gate.success.clearly_below: expected false")
+
+
+def test_a_gate_bound_unlike_the_interval_fails(ws: Path):
+    edit_report(ws, lambda r: r["gate"]["fairness"]["gaps"]["gender"].update(low=0.5))
+    fails_with(ws, f"{REPORT}: gate.fairness.gaps.gender.low: expected")
+
+
+def _missing_the_target(report: dict) -> None:
+    report["success"].update(target=0.99, met=False)
+    report["gate"]["success"].update(target=0.99, clearly_below=True)
+
+
+def test_a_candidate_clearly_below_its_target_must_be_held(ws: Path):
+    (ws / "problem.yaml").unlink()  # the report's own target, 0.99
+    edit_report(ws, _missing_the_target)
+    fails_with(ws, f"{REPORT}: gate.verdict: expected 'hold'", "below the target", "found 'canary'")
+    edit_report(ws, lambda r: r["gate"].update(verdict="hold"))
+    fails_with(ws, f"{REPORT}: gate.reasons: expected the reasons for the hold in words")
+    edit_report(ws, lambda r: r["gate"].update(reasons=["recall at budget is below 0.99"]))
+    assert evaluated(ws).passed, messages(ws)
+
+
+def test_a_gap_clearly_over_the_limit_and_wider_than_the_baselines_must_be_held(ws: Path):
+    report = load_report(ws)
+    imd = report["gate"]["fairness"]["gaps"]["imd_band"]
+    assert imd["clearly_over"] and not imd["wider_than_baseline"]  # over, as wide: a canary
+
+    def wider(report: dict) -> None:  # a candidate whose gap is wider than the baseline's
+        report["uncertainty"]["groups"]["imd_band"]["versus_baseline"].update(low=0.01)
+        report["gate"]["fairness"]["gaps"]["imd_band"].update(
+            versus_baseline_low=0.01, wider_than_baseline=True
+        )
+
+    edit_report(ws, wider)
+    fails_with(
+        ws,
+        f"{REPORT}: uncertainty.groups.imd_band.versus_baseline.low: expected",
+        f"{REPORT}: gate.verdict: expected 'hold' by the gate's rule",
+        "the imd_band gap is over the limit and wider than the baseline's",
+    )
+
+
+def test_a_scenario_passed_beyond_its_tolerance_fails(ws: Path):
+    edit_report(ws, lambda r: r["robustness"]["gaussian_noise"].update(passed=True))
+    fails_with(ws, f"{REPORT}: robustness.gaussian_noise.passed: expected false", "tolerance 0.05")
+
+
+def test_a_scenario_that_crashed_cannot_pass(ws: Path):
+    edit_report(ws, lambda r: r["robustness"]["unseen_category"].update(passed=True))
+    fails_with(ws, f"{REPORT}: robustness.unseen_category.passed: expected false", "ValueError")
+
+
+def test_a_scenario_without_a_tolerance_fails(ws: Path):
+    edit_report(ws, lambda r: r["robustness"]["gaussian_noise"].pop("tolerance"))
+    fails_with(ws, f"{REPORT}: robustness.gaussian_noise: expected a tolerance")
+
+
+def test_a_wider_tolerance_changes_the_verdict_consistently(ws: Path):
+    def tolerant(report: dict) -> None:
+        report["robustness"]["gaussian_noise"].update(tolerance=0.5, passed=True)
+
+    edit_report(ws, tolerant)
+    fails_with(
+        ws, f"{REPORT}: robustness_verdict: expected passed false with failed ['unseen_category']"
+    )
+    edit_report(
+        ws, lambda r: r.update(robustness_verdict={"passed": False, "failed": ["unseen_category"]})
+    )
+    assert evaluated(ws).passed, messages(ws)
+
+
+def test_a_report_without_a_gate_fails(ws: Path):
+    edit_report(ws, lambda r: r.pop("gate"))
+    fails_with(ws, f"{REPORT}: gate: expected this field, found it missing")
+
+
 # --- the model -------------------------------------------------------------------------------
 
 
@@ -556,7 +774,8 @@ def test_a_report_that_is_a_directory_fails(ws: Path):
 def test_the_solution_chain_passes_and_a_tampered_report_fails(chain_workspace: Path):
     assert evaluated(chain_workspace).passed, evaluated(chain_workspace).messages
     report = json.loads((chain_workspace / REPORT).read_text(encoding="utf-8"))
-    assert report["model"]["role"] == "candidate"
+    assert report["model"]["role"] == "candidate" and report["baseline"]["role"] == "baseline"
+    assert report["gate"]["verdict"] == "canary" and report["uncertainty"]["rounds"] >= 200
     assert len(report["groups"]) >= 2 and {"clean"} < set(report["robustness"])
     edit_report(chain_workspace, lambda r: r["metrics"].update(f1=r["metrics"]["f1"] / 2))
     fails_with(chain_workspace, f"{REPORT}: metrics.f1: expected")

@@ -288,3 +288,66 @@ def test_paired_difference_scores_both_models_on_the_same_rows() -> None:
     assert (same["low"], same["high"], same["share_better"]) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError):
         metrics.paired_difference(y, old, new[:-1], metrics.roc_auc, rounds=5, seed=2)
+
+
+# --- a metric by name, the per-group metrics and their gap ----------------------------------------
+
+
+def _groups_case(seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 400)
+    p = np.where(rng.random(400) < 0.7, y, 1 - y)
+    groups = rng.choice(np.array(["F", "M", "X", "tiny"]), 400, p=[0.45, 0.45, 0.08, 0.02])
+    return y, p, groups
+
+
+@pytest.mark.parametrize("metric", ["recall", "precision", "f1", "accuracy", "selection_rate"])
+def test_group_values_match_scikit_learn_per_group(metric: str) -> None:
+    y, p, groups = _groups_case()
+    found = metrics.group_values(y, p, groups, metric, min_positives=10)
+    scorers = {
+        "recall": skm.recall_score,
+        "precision": lambda a, b: skm.precision_score(a, b, zero_division=0),
+        "f1": skm.f1_score,
+        "accuracy": skm.accuracy_score,
+        "selection_rate": lambda a, b: float(np.mean(b)),
+    }
+    expected = {
+        g: float(scorers[metric](y[groups == g], p[groups == g]))
+        for g in sorted(set(groups))
+        if y[groups == g].sum() >= 10
+    }
+    assert set(found) == set(expected) and "tiny" not in found
+    for group, value in expected.items():
+        assert found[group] == pytest.approx(value, abs=1e-12)
+
+
+def test_group_gap_is_the_same_with_names_or_integer_codes() -> None:
+    y, p, groups = _groups_case()
+    codes = np.unique(groups, return_inverse=True)[1]
+    values = metrics.group_values(y, p, groups)
+    assert metrics.group_gap(y, p, groups) == max(values.values()) - min(values.values())
+    assert metrics.group_gap(y, p, groups) == metrics.group_gap(y, p, codes)
+
+
+def test_group_gap_needs_two_groups_with_enough_positives() -> None:
+    y, p, groups = _groups_case()
+    with pytest.raises(ValueError, match="two groups"):
+        metrics.group_gap(y, p, groups, min_positives=10_000)
+
+
+def test_metric_value_names_each_metric_once() -> None:
+    y, p, _ = _groups_case()
+    s = np.clip(p * 0.6 + np.random.default_rng(0).random(len(p)) * 0.4, 0, 1)
+    assert metrics.metric_value("roc_auc", y, s, 0.3) == pytest.approx(skm.roc_auc_score(y, s))
+    assert metrics.metric_value("pr_auc", y, s, 0.3) == pytest.approx(
+        skm.average_precision_score(y, s)
+    )
+    assert metrics.metric_value("recall_at_budget", y, s, 0.3) == metrics.recall_at_budget(
+        y, s, 0.3
+    )
+    assert metrics.metric_value("recall", y, s, 0.3, p) == skm.recall_score(y, p)
+    at_budget = (s >= np.quantile(s, 0.7)).astype(int)
+    assert metrics.metric_value("precision", y, s, 0.3) == skm.precision_score(y, at_budget)
+    with pytest.raises(ValueError, match="unknown metric"):
+        metrics.metric_value("log_loss", y, s, 0.3)

@@ -20,16 +20,28 @@ EPOCHS = 4
 RESUME_AFTER = 2
 
 
+BEST_EPOCH = 2  # the finished run's epoch with the highest val_recall_at_budget
+BASELINE_GRID = (0.01, 0.1, 1.0)  # C of the baseline trials; 0.1 has the best recall at budget
+
+
 @dataclass(frozen=True)
 class TrainingRuns:
-    finished: str  # a candidate trained for EPOCHS epochs
+    finished: str  # a candidate trained for EPOCHS epochs, the best (best=true at BEST_EPOCH)
     crashed: str  # a candidate that stopped after RESUME_AFTER epochs (status FAILED)
     resumed: str  # a new run that loaded the crashed run's last checkpoint and finished
+    baselines: tuple[str, ...] = ()  # the baseline trials, one per C of BASELINE_GRID
+    baseline: str = ""  # the chosen one (role=baseline, model_uri), C = 0.1
 
 
 def val_roc_auc(run: int, epoch: int) -> float:
     """A learning curve with many digits, so a value that lost precision would show."""
     return 0.7 + 0.021 * epoch - 0.0013 * epoch**2 + 0.000123456789 * run
+
+
+def val_recall_at_budget(run: int, epoch: int) -> float:
+    """Peaks at epoch 2 of run 0, while val_roc_auc peaks at epoch 4 of run 1 (the resumed run):
+    a choice on ROC AUC is not the choice on the declared metric."""
+    return 0.55 + 0.03 * epoch - 0.008 * epoch**2 - 0.005 * run + 0.0000123456789 * epoch
 
 
 def write_checkpoint(ws: Path, run_id: str, epoch: int, auc: float, index: dict) -> None:
@@ -75,7 +87,12 @@ def add_training_runs(ws: Path, data_version: str = "0" * 64) -> TrainingRuns:
         client.log_batch(run_id, params=[Param("hidden_units", "16"), Param("epochs", "4")])
         for epoch in epochs:
             auc = val_roc_auc(number, epoch)
-            metrics = {"val_roc_auc": auc, "val_pr_auc": auc - 0.05, "train_loss": 0.7 / epoch}
+            metrics = {
+                "val_roc_auc": auc,
+                "val_pr_auc": auc - 0.05,
+                "val_recall_at_budget": val_recall_at_budget(number, epoch),
+                "train_loss": 0.7 / epoch,
+            }
             client.log_batch(
                 run_id, metrics=[Metric(k, v, 1_700_000_000_000, epoch) for k, v in metrics.items()]
             )
@@ -92,4 +109,30 @@ def add_training_runs(ws: Path, data_version: str = "0" * 64) -> TrainingRuns:
         "FINISHED",
         {"resumed_from_run": crashed, "resumed_from_epoch": str(RESUME_AFTER)},
     )
-    return TrainingRuns(finished, crashed, resumed)
+    client.set_tag(finished, "best", "true")
+    client.set_tag(finished, "best_epoch", str(BEST_EPOCH))
+    client.set_tag(finished, "model_uri", "models:/m-candidate")
+    baselines = []
+    for C in BASELINE_GRID:  # recall at budget: best at C = 0.1; ROC AUC: best at C = 1
+        run = client.create_run(
+            experiment_id,
+            run_name=f"baseline-logreg-C{C:g}",
+            tags={"data_version": data_version, "role": "baseline_trial"}
+            | {"model_family": "logistic_regression"},
+        )
+        recall = {0.01: 0.52, 0.1: 0.561234, 1.0: 0.55}[C]
+        client.log_batch(
+            run.info.run_id,
+            params=[Param("C", str(C)), Param("max_iter", "1000")],
+            metrics=[
+                Metric("val_roc_auc", 0.80 + 0.001 * C, 1_700_000_000_000, 0),
+                Metric("val_recall_at_budget", recall, 1_700_000_000_000, 0),
+                Metric("train_loss", 0.5, 1_700_000_000_000, 0),
+            ],
+        )
+        client.set_terminated(run.info.run_id, "FINISHED")
+        baselines.append(run.info.run_id)
+    chosen = baselines[BASELINE_GRID.index(0.1)]
+    client.set_tag(chosen, "role", "baseline")
+    client.set_tag(chosen, "model_uri", "models:/m-baseline")
+    return TrainingRuns(finished, crashed, resumed, tuple(baselines), chosen)
