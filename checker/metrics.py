@@ -407,3 +407,22 @@ def paired_difference(
     rounds_won = wins[1:]  # the first call is the estimate on all rows
     out["share_better"] = float(np.mean(rounds_won)) if rounds_won else None
     return out
+
+
+SCORE_METRICS = ("recall_at_budget", "roc_auc", "pr_auc")  # the metrics a ranking score has
+
+
+def score_metric(name: str, budget: float | None = None) -> Callable[[Any, Any], float]:
+    """The function `metric(y_true, y_score)` of a success metric that scores a ranking:
+    `recall_at_budget` (with problem.yaml's `budget`), `roc_auc` or `pr_auc` (average
+    precision). A paired comparison of two models (stage 07) bootstraps this function.
+    ValueError for another name, or for `recall_at_budget` without a budget in (0, 1]."""
+    if name == "recall_at_budget":
+        if budget is None or not 0 < budget <= 1:
+            raise ValueError(f"recall_at_budget needs a budget in (0, 1], found {budget!r}")
+        return lambda y_true, y_score: recall_at_budget(y_true, y_score, budget)
+    if name == "roc_auc":
+        return roc_auc
+    if name == "pr_auc":
+        return average_precision
+    raise ValueError(f"expected a score metric ({', '.join(SCORE_METRICS)}), found {name!r}")
