@@ -11,7 +11,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from retirement_builders import MODEL, build_retired_workspace, model_card, uri, write_sums
+from retirement_builders import (
+    MODEL,
+    archive,
+    build_retired_workspace,
+    model_card,
+    uri,
+    write_sums,
+)
 from untrusted import deadline, failed
 
 import checker.retirement  # noqa: F401 - registers the check
@@ -227,9 +234,9 @@ def test_an_archive_without_the_mlmodel_file_fails(ws):
     one(ws, "expected the archived model's MLmodel file among the listed files")
 
 
-def test_an_archive_of_another_version_fails(ws, templates):
+def test_an_archive_of_another_version_fails(ws):
     shutil.rmtree(ws / ARCHIVE)
-    shutil.copytree(templates["held"] / "archive" / f"{MODEL}-v3", ws / ARCHIVE)
+    archive(ws, 3, ws / ARCHIVE)
     one(ws, "archive/at-risk-day60-v1/MLmodel: model_id: expected m-", "holds another model")
 
 
