@@ -178,7 +178,7 @@ def _recomputed(ws: Workspace, document: dict) -> Steps:
         outside = ~np.isfinite(values) | (values < 0) | (values > 1)
         if outside.any():
             i = int(np.flatnonzero(outside)[0])
-            yield f"{SCORES}: line {i + 2}: {column}: expected a risk score in [0, 1], found {frame[column].iloc[i]!r}"
+            yield f"{SCORES}: line {i + 2}: {column}: expected a risk score in [0, 1], found {frame[column].iloc[i]}"
             return None
         arrays[column] = values
     y = pd.to_numeric(frame["y_true"], errors="coerce").to_numpy()
