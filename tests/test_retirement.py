@@ -645,6 +645,23 @@ def test_a_reload_log_that_is_a_fifo_fails_without_hanging(ws):
 def test_the_solution_chain_retires_a_version(chain_workspace):
     result = CHECKS["retired"](chain_workspace)
     assert result.passed, result.messages
+    document = recorded(chain_workspace)
+    assert document["verdict"] == "promote" and document["low"] > 0, document  # the fix wins
+    served = {
+        json.loads(line)["model_version"]
+        for line in (chain_workspace / "serving" / "requests.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    }
+    after = {
+        json.loads(line)["model_version"]
+        for line in (chain_workspace / RELOAD).read_text(encoding="utf-8").splitlines()
+    }
+    assert document["retired"] in served and document["retired"] not in after
+    assert document["versions"]["new"] in after
     [sums] = list((chain_workspace / "archive").glob("*/SHA256SUMS"))
     (sums.parent / "model.pkl").write_bytes(b"tampered")
-    assert any("the archive changed" in m for m in CHECKS["retired"](chain_workspace).messages)
+    rewrite(chain_workspace, estimate=document["estimate"] + 0.01)
+    found = CHECKS["retired"](chain_workspace).messages
+    assert any("the archive changed" in m for m in found), found
+    assert any("iteration/comparison.json: estimate: expected" in m for m in found), found
