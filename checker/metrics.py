@@ -493,3 +493,14 @@ def group_gap(
     if values.size < 2:
         raise ValueError("a gap needs two groups with enough positives")
     return float(values.max() - values.min())
+
+
+def score_metric(name: str, budget: float | None = None) -> Callable[[Any, Any], float]:
+    """`metric(y_true, y_score)` for a success metric that scores a ranking (`SCORE_METRICS`),
+    `metric_value` with the budget bound: what a paired comparison (stage 07) bootstraps.
+    ValueError for another name, or for `recall_at_budget` without a budget in (0, 1]."""
+    if name not in SCORE_METRICS:
+        raise ValueError(f"expected a score metric ({', '.join(SCORE_METRICS)}), found {name!r}")
+    if name == "recall_at_budget" and (budget is None or not 0 < budget <= 1):
+        raise ValueError(f"recall_at_budget needs a budget in (0, 1], found {budget!r}")
+    return lambda y_true, y_score: metric_value(name, y_true, y_score, budget or 0.0)

@@ -21,8 +21,10 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from checker.errors import Invalid
+from checker.iteration import iteration_problems, reload_problems, served_versions
 from checker.lifecycle_map import placeholder_reason
 from checker.registry import Problems, check
+from checker.serving import LOG
 from checker.store import STORE, Version, read_registry
 from checker.workspace import MAX_DATA_BYTES, Workspace, sha256_file
 
@@ -227,7 +229,10 @@ def retired(ws: Workspace) -> Problems:
         return
     versions, aliases = registry
     yield from _champion_problems(versions, aliases)
+    comparison = yield from iteration_problems(ws, versions, aliases)
     retired_versions = [v for _, v in sorted(versions.items()) if v.retired]
+    if not retired_versions and comparison is not None and comparison["verdict"] == "hold":
+        return  # the champion held: nothing that served was replaced, nothing to retire
     if not retired_versions:
         states = ", ".join(
             f"{n} ({v.tags.get('lifecycle_state', 'untagged')})"
@@ -238,6 +243,19 @@ def retired(ws: Workspace) -> Problems:
             f"lifecycle_state=retired, found none (versions: {states or 'none'})"
         )
         return
+    served = yield from served_versions(ws)
+    if served is not None:
+        for version in retired_versions:
+            if str(version.number) not in served:
+                shown = ", ".join(sorted(served, key=lambda v: (len(v), v))) or "none"
+                yield (
+                    f"{STORE}: model_version_tags: version {version.number} is tagged "
+                    f"lifecycle_state=retired: expected a version that served (a model_version of "
+                    f"{LOG}), found it never answered a request (versions that served: {shown}): "
+                    "retire the champion a new model replaced, not a version that never served"
+                )
+    if comparison is not None and comparison["verdict"] == "promote":
+        yield from reload_problems(ws, retired_versions, aliases.get("champion"))
     try:
         card = ws.read_text(CARD, max_bytes=MAX_CARD_BYTES)
     except Invalid as exc:

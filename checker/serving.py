@@ -52,41 +52,43 @@ def share_tolerance(share: float, tolerance: float, requests: int) -> float:
     return max(tolerance, 3 * math.sqrt(share * (1 - share) / requests))
 
 
-def read_log(ws: Workspace) -> list[tuple[int, dict]]:
-    """The log's records with their line numbers; raise `Invalid` naming the first bad lines.
+def read_log(ws: Workspace, rel: str = LOG) -> list[tuple[int, dict]]:
+    """The records of a server's request log (`rel`, stage 05's by default; stage 07's reloaded
+    server writes its own) with their line numbers; raise `Invalid` naming the first bad lines.
 
-    Parsed once per grading (`deployed` and `monitored` both read it); do not mutate the records.
+    Parsed once per grading (`deployed`, `monitored` and `retired` read it); do not mutate the
+    records.
     """
-    return ws.memo(("requests", LOG), lambda: _parse_log(ws))
+    return ws.memo(("requests", rel), lambda: _parse_log(ws, rel))
 
 
-def _parse_log(ws: Workspace) -> list[tuple[int, dict]]:
-    path = ws.resolve(LOG, what=LOG, max_bytes=MAX_LOG_BYTES)
+def _parse_log(ws: Workspace, rel: str) -> list[tuple[int, dict]]:
+    path = ws.resolve(rel, what=rel, max_bytes=MAX_LOG_BYTES)
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Invalid(
-            f"{LOG}: expected UTF-8 text, found an invalid byte at offset {exc.start}"
+            f"{rel}: expected UTF-8 text, found an invalid byte at offset {exc.start}"
         ) from None
     # split on newlines only: str.splitlines() would also split inside a JSON string at U+2028
     lines = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
     try:  # the common case, a valid log: every line parsed, then all validated in one call
-        records = [(n, parse_json(line, f"{LOG}: line {n}")) for n, line in lines]
+        records = [(n, parse_json(line, f"{rel}: line {n}")) for n, line in lines]
     except Invalid:
         records = None
     if records is not None and all_valid("serving_request", [r for _, r in records]):
         return records
-    problems = _line_problems(lines)
+    problems = _line_problems(lines, rel)
     if problems or records is None:
         raise Invalid("\n".join(problems))
     return records  # the compiled validator refused what jsonschema accepts: jsonschema rules
 
 
-def _line_problems(lines: list[tuple[int, str]]) -> list[str]:
+def _line_problems(lines: list[tuple[int, str]], rel: str) -> list[str]:
     """The first `MAX_LINE_MESSAGES` problems of an invalid log, line by line."""
     problems: list[str] = []
     for number, line in lines:
-        where = f"{LOG}: line {number}"
+        where = f"{rel}: line {number}"
         try:
             record = parse_json(line, where)
         except Invalid as exc:

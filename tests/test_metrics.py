@@ -351,3 +351,17 @@ def test_metric_value_names_each_metric_once() -> None:
     assert metrics.metric_value("precision", y, s, 0.3) == skm.precision_score(y, at_budget)
     with pytest.raises(ValueError, match="unknown metric"):
         metrics.metric_value("log_loss", y, s, 0.3)
+
+
+def test_score_metric_names_the_success_metrics_that_score_a_ranking() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 300)
+    s = np.clip(0.5 * y + 0.6 * rng.random(300), 0, 1)
+    recall = metrics.score_metric("recall_at_budget", 0.3)
+    assert recall(y, s) == metrics.recall_at_budget(y, s, 0.3)
+    assert math.isclose(metrics.score_metric("roc_auc")(y, s), skm.roc_auc_score(y, s))
+    assert math.isclose(metrics.score_metric("pr_auc")(y, s), skm.average_precision_score(y, s))
+    with pytest.raises(ValueError, match="needs a budget in"):
+        metrics.score_metric("recall_at_budget")
+    with pytest.raises(ValueError, match="expected a score metric"):
+        metrics.score_metric("f1")

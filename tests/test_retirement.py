@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import checker.retirement  # noqa: F401 - registers the check
 from checker.registry import CHECKS
-from tests.helpers.retirement import MODEL, build_retired_workspace, model_card, uri, write_sums
+from tests.helpers.retirement import (
+    MODEL,
+    archive,
+    build_retired_workspace,
+    comparison,
+    model_card,
+    reload_log,
+    uri,
+    write_comparison,
+    write_log,
+    write_sums,
+)
 from tests.helpers.untrusted import deadline, failed
 
 RETIRED = {"promoted": 1, "held": 3}
@@ -227,9 +240,9 @@ def test_an_archive_without_the_mlmodel_file_fails(ws):
     one(ws, "expected the archived model's MLmodel file among the listed files")
 
 
-def test_an_archive_of_another_version_fails(ws, templates):
+def test_an_archive_of_another_version_fails(ws):
     shutil.rmtree(ws / ARCHIVE)
-    shutil.copytree(templates["held"] / "archive" / f"{MODEL}-v3", ws / ARCHIVE)
+    archive(ws, 3, ws / ARCHIVE)
     one(ws, "archive/at-risk-day60-v1/MLmodel: model_id: expected m-", "holds another model")
 
 
@@ -332,6 +345,299 @@ def test_a_card_that_is_a_symlink_out_fails(ws, tmp_path):
     one(ws, "MODEL_CARD.md", "leads outside the workspace")
 
 
+# -- the iteration: the paired comparison ----------------------------------------------------------
+
+COMPARISON = Path("iteration") / "comparison.json"
+SCORES = Path("iteration") / "scores.csv"
+RELOAD = Path("iteration") / "serving" / "requests.jsonl"
+
+
+@pytest.fixture
+def held(templates: dict[str, Path], tmp_path: Path) -> Path:
+    """A fresh copy of the `held` workspace: champion -> 1, version 3 rejected, nothing retired."""
+    return Path(shutil.copytree(templates["held"], tmp_path / "held", symlinks=True))
+
+
+def recorded(ws: Path) -> dict:
+    return json.loads((ws / COMPARISON).read_text(encoding="utf-8"))
+
+
+def rewrite(ws: Path, **fields) -> None:
+    write_comparison(ws, recorded(ws) | fields)
+
+
+def test_the_held_branch_retires_nothing_and_rejects_the_new_version(templates):
+    ws = templates["held"]
+    assert recorded(ws)["verdict"] == "hold" and recorded(ws)["low"] <= 0
+    assert not (ws / "archive").exists() and not (ws / RELOAD).exists()
+    assert client(ws).get_model_version(MODEL, "3").tags["lifecycle_state"] == "rejected"
+    assert messages(ws) == []
+
+
+def test_a_missing_comparison_fails(ws):
+    (ws / COMPARISON).unlink()
+    one(ws, "iteration/comparison.json: expected the paired comparison", "found no such file")
+
+
+def test_too_few_rounds_fail(ws):
+    rewrite(ws, rounds=100)
+    one(ws, "iteration/comparison.json: rounds: expected at least 200, found 100")
+
+
+def test_a_comparison_that_is_not_strict_json_fails(ws):
+    (ws / COMPARISON).write_text('{"estimate": NaN}', encoding="utf-8")
+    one(ws, "iteration/comparison.json", "NaN")
+
+
+@pytest.mark.parametrize("field", ["estimate", "low", "high", "share_better"])
+def test_a_recorded_number_that_does_not_recompute_fails(ws, field):
+    rewrite(ws, **{field: recorded(ws)[field] + (-1e-6 if field == "share_better" else 1e-6)})
+    message = one(
+        ws,
+        f"iteration/comparison.json: {field}: expected",
+        "(recomputed from iteration/scores.csv with seed 7, 200 rounds",
+    )
+    assert f"found {recorded(ws)[field]!r}" in message
+
+
+def test_numbers_from_another_seed_fail(ws):
+    rewrite(ws, seed=8)
+    one(ws, "iteration/comparison.json: low: expected", "with seed 8, 200 rounds")
+
+
+def test_changed_scores_fail(ws):
+    frame = pd.read_csv(ws / SCORES)
+    frame.loc[5, "score_new"] = 1 - frame.loc[5, "score_new"]
+    frame.to_csv(ws / SCORES, index=False)
+    one(ws, "iteration/comparison.json: ", ": expected", "recomputed from iteration/scores.csv")
+
+
+def test_scores_of_other_learners_fail(ws):
+    frame = pd.read_csv(ws / SCORES)
+    frame.drop(index=3).to_csv(ws / SCORES, index=False)
+    one(
+        ws,
+        "iteration/scores.csv: expected one row per 2014J learner of the production split",
+        "160 rows, found 159",
+    )
+
+
+def test_scores_in_another_order_fail(ws):
+    frame = pd.read_csv(ws / SCORES)
+    frame.iloc[::-1].to_csv(ws / SCORES, index=False)
+    one(
+        ws,
+        "iteration/scores.csv: line 2: id_student: expected 1040 (the same learners as data/production.csv)",
+    )
+
+
+def test_a_changed_label_fails(ws):
+    frame = pd.read_csv(ws / SCORES)
+    frame.loc[0, "y_true"] = 1 - frame.loc[0, "y_true"]
+    frame.to_csv(ws / SCORES, index=False)
+    one(ws, "iteration/scores.csv: line 2: y_true: expected")
+
+
+def test_a_score_outside_0_1_fails(ws):
+    frame = pd.read_csv(ws / SCORES)
+    frame.loc[2, "score_champion"] = 1.5
+    frame.to_csv(ws / SCORES, index=False)
+    one(
+        ws,
+        "iteration/scores.csv: line 4: score_champion: expected a risk score in [0, 1], found 1.5",
+    )
+
+
+def test_a_scores_file_without_a_model_column_fails(ws):
+    pd.read_csv(ws / SCORES).drop(columns="score_new").to_csv(ws / SCORES, index=False)
+    one(ws, "iteration/scores.csv: expected the columns", "(missing score_new)")
+
+
+def test_a_missing_scores_file_fails(ws):
+    (ws / SCORES).unlink()
+    one(
+        ws,
+        "iteration/scores.csv: expected both models' scores on the same learners, found no such file",
+    )
+
+
+def test_a_scores_file_that_is_a_fifo_fails_without_hanging(ws):
+    (ws / SCORES).unlink()
+    os.mkfifo(ws / SCORES)
+    with deadline(10):
+        one(ws, "iteration/scores.csv", "regular file")
+
+
+def test_another_metric_than_the_declared_one_fails(ws):
+    frame = pd.read_csv(ws / SCORES)
+    document = comparison(frame)
+    from checker.metrics import paired_difference, roc_auc
+
+    auc = paired_difference(
+        frame["y_true"], frame["score_champion"], frame["score_new"], roc_auc, 200, 7
+    )
+    write_comparison(
+        ws,
+        document
+        | {k: auc[k] for k in ("estimate", "low", "high", "share_better")}
+        | {"metric": "roc_auc", "budget": None},
+    )
+    found = failed("retired", ws).messages
+    assert found == [
+        "iteration/comparison.json: metric: expected recall_at_budget (problem.yaml success.metric, the declared success metric), found roc_auc"
+    ], found
+
+
+def test_another_slice_than_stage_06_found_fails(ws):
+    rewrite(ws, slice={"code_module": "AAA", "code_presentation": "2014J"})
+    one(
+        ws,
+        "iteration/comparison.json: slice: expected {'code_module': 'BBB', 'code_presentation': '2014J'} (monitoring/report.json concept_drift.slice, what stage 06 found)",
+    )
+
+
+def test_a_promotion_the_interval_does_not_support_fails(held):
+    rewrite(held, verdict="promote")
+    one(
+        held,
+        "iteration/comparison.json: verdict: expected hold (the rule: promote when the lower bound",
+        "found promote",
+    )
+
+
+def test_a_hold_the_interval_contradicts_fails(ws):
+    rewrite(ws, verdict="hold", retired=None)
+    one(ws, "iteration/comparison.json: verdict: expected promote", "found hold")
+
+
+def test_a_promotion_the_registry_does_not_show_fails(ws):
+    client(ws).set_registered_model_alias(MODEL, "champion", "2")
+    one(
+        ws,
+        "registered_model_aliases: champion: expected version 3 (the new model, iteration/comparison.json verdict promote), found version 2",
+    )
+
+
+def test_a_wrong_retired_field_fails(ws):
+    rewrite(ws, retired="2")
+    one(
+        ws,
+        "iteration/comparison.json: retired: expected 1 (the champion the new model replaced), found '2'",
+    )
+
+
+def test_versions_that_are_not_registered_fail(ws):
+    rewrite(ws, versions={"champion": "1", "new": "9"})
+    one(
+        ws,
+        "iteration/comparison.json: versions.new: expected a registered version of at-risk-day60, found version 9",
+    )
+
+
+def test_a_hold_that_moved_the_champion_fails(held):
+    client(held).set_registered_model_alias(MODEL, "champion", "3")
+    one(
+        held,
+        "champion: expected version 1 (the champion holds, iteration/comparison.json verdict hold), found version 3",
+    )
+
+
+def test_a_rejected_version_with_an_alias_fails(held):
+    client(held).set_registered_model_alias(MODEL, "challenger", "3")
+    one(held, "expected no alias on the rejected version 3, found challenger")
+
+
+# -- the iteration: retire what served, and reload ----------------------------------------------------
+
+
+def test_retiring_a_version_that_never_served_fails(held):
+    """Today's old rule: the champion held, so the new version (which never served) was retired."""
+    client(held).set_model_version_tag(MODEL, "3", "lifecycle_state", "retired")
+    message = one(
+        held, "version 3 is tagged lifecycle_state=retired: expected a version that served"
+    )
+    assert (
+        "(a model_version of serving/requests.jsonl), found it never answered a request (versions that served: 1, 2)"
+        in message
+    )
+
+
+def test_a_retired_champion_missing_from_the_request_log_fails(ws):
+    lines = (ws / "serving" / "requests.jsonl").read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if json.loads(line)["model_version"] != "1"]
+    (ws / "serving" / "requests.jsonl").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    one(
+        ws,
+        "version 1 is tagged lifecycle_state=retired: expected a version that served",
+        "(versions that served: 2)",
+    )
+
+
+def test_a_missing_request_log_fails(ws):
+    (ws / "serving" / "requests.jsonl").unlink()
+    one(
+        ws,
+        "serving/requests.jsonl: expected stage 05's request log (which versions served), found no such file",
+    )
+
+
+def test_a_missing_reload_log_fails(ws):
+    (ws / RELOAD).unlink()
+    one(
+        ws,
+        "iteration/serving/requests.jsonl: expected the log of the server reloaded after the retirement, found no such file",
+    )
+
+
+def test_a_reloaded_server_that_answers_with_the_retired_version_fails(ws):
+    records = [json.loads(line) for line in (ws / RELOAD).read_text(encoding="utf-8").splitlines()]
+    records[4] |= {"model_version": "1"}
+    write_log(ws / RELOAD, records)
+    one(
+        ws,
+        "iteration/serving/requests.jsonl: line 5: model_version: expected any version but the retired 1, found 1",
+    )
+
+
+def test_a_reload_log_from_before_the_retirement_fails(ws):
+    shutil.copy(ws / "serving" / "requests.jsonl", ws / RELOAD)
+    found = failed("retired", ws).messages
+    assert any(
+        "line 1: time: expected a request after the last one of serving/requests.jsonl" in m
+        for m in found
+    ), found
+    assert any("model_version: expected any version but the retired 1" in m for m in found), found
+
+
+def test_a_reload_log_with_too_few_requests_fails(ws):
+    reload_log(ws, count=10)
+    one(
+        ws,
+        "iteration/serving/requests.jsonl: expected at least 50 requests to the reloaded server, found 10",
+    )
+
+
+def test_a_reload_log_without_the_new_champion_fails(ws):
+    reload_log(ws, champion="2")
+    one(
+        ws,
+        "iteration/serving/requests.jsonl: expected requests answered by the champion, version 3, found champion answers from versions 2",
+    )
+
+
+def test_a_broken_reload_log_line_fails(ws):
+    with (ws / RELOAD).open("a", encoding="utf-8") as handle:
+        handle.write("{not json\n")
+    one(ws, "iteration/serving/requests.jsonl: line 61")
+
+
+def test_a_reload_log_that_is_a_fifo_fails_without_hanging(ws):
+    (ws / RELOAD).unlink()
+    os.mkfifo(ws / RELOAD)
+    with deadline(10):
+        one(ws, "iteration/serving/requests.jsonl", "regular file")
+
+
 # -- the solution chain --------------------------------------------------------------------------
 
 
@@ -339,6 +645,23 @@ def test_a_card_that_is_a_symlink_out_fails(ws, tmp_path):
 def test_the_solution_chain_retires_a_version(chain_workspace):
     result = CHECKS["retired"](chain_workspace)
     assert result.passed, result.messages
+    document = recorded(chain_workspace)
+    assert document["verdict"] == "promote" and document["low"] > 0, document  # the fix wins
+    served = {
+        json.loads(line)["model_version"]
+        for line in (chain_workspace / "serving" / "requests.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    }
+    after = {
+        json.loads(line)["model_version"]
+        for line in (chain_workspace / RELOAD).read_text(encoding="utf-8").splitlines()
+    }
+    assert document["retired"] in served and document["retired"] not in after
+    assert document["versions"]["new"] in after
     [sums] = list((chain_workspace / "archive").glob("*/SHA256SUMS"))
     (sums.parent / "model.pkl").write_bytes(b"tampered")
-    assert any("the archive changed" in m for m in CHECKS["retired"](chain_workspace).messages)
+    rewrite(chain_workspace, estimate=document["estimate"] + 0.01)
+    found = CHECKS["retired"](chain_workspace).messages
+    assert any("the archive changed" in m for m in found), found
+    assert any("iteration/comparison.json: estimate: expected" in m for m in found), found

@@ -2,7 +2,7 @@
 
 The checker grades what a stage writes; some rules a notebook teaches leave no trace there: that
 `load_checkpoint` checks the sha256 *before* it unpickles (stage 03), `decide`'s precedence when
-no serving alert fired in the learner's data (stage 06), the promotion margin (stage 07). Their
+no serving alert fired in the learner's data (stage 06), the promotion rule's edges (stage 07). Their
 grade cells hold visible tests and hidden ones, as exercise 09 does for `psi`. Here the solution
 passes them, each plausible wrong answer fails with the case it broke, and the learner versions
 keep the visible tests but not the hidden ones.
@@ -175,13 +175,36 @@ def test_a_decide_that_puts_retrain_first_passes_visible_tests_but_not_hidden_on
 
 
 # --- stage 07: should_promote ----------------------------------------------------------------
+# The rule: promote when the paired interval's lower bound is a number above 0.
 
-NO_MARGIN = """
-MARGIN = 0.005
+POINT_ESTIMATE = """
+def should_promote(comparison):
+    return comparison["estimate"] > 0
+"""
 
+OLD_MARGIN = """
+def should_promote(comparison):
+    return comparison["estimate"] >= 0.005
+"""
 
-def should_promote(new, old, margin=MARGIN):
-    return new["roc_auc"] > old["roc_auc"] and new["recall_at_budget"] >= old["recall_at_budget"]
+LOW_AT_LEAST_ZERO = """
+def should_promote(comparison):
+    return comparison["low"] is not None and comparison["low"] >= 0
+"""
+
+LOW_WITHOUT_NONE = """
+def should_promote(comparison):
+    return comparison["low"] > 0
+"""
+
+SHARE_BETTER = """
+def should_promote(comparison):
+    return comparison["share_better"] is not None and comparison["share_better"] >= 0.95
+"""
+
+ESTIMATE_AND_SHARE = """
+def should_promote(comparison):
+    return comparison["estimate"] > 0 and (comparison["share_better"] or 0) > 0.95
 """
 
 
@@ -190,11 +213,37 @@ def test_the_solution_should_promote_passes():
     run(cell("07-iteration-retirement.ipynb", "s07-promotion-tests"), namespace)
 
 
-def test_a_promotion_rule_that_ignores_the_margin_passes_visible_tests_but_not_hidden_ones():
+@pytest.mark.parametrize(
+    ("wrong", "fails"),
+    [
+        (POINT_ESTIMATE, "straddles 0: not enough evidence"),
+        (OLD_MARGIN, "straddles 0: not enough evidence"),
+    ],
+    ids=["point-estimate", "fixed-margin"],
+)
+def test_a_promotion_rule_without_the_interval_fails_the_visible_tests(wrong: str, fails: str):
+    source = visible(cell("07-iteration-retirement.ipynb", "s07-promotion-tests"))
+    with pytest.raises(AssertionError, match=fails):
+        run(source, run(wrong, {"np": np}))
+
+
+@pytest.mark.parametrize(
+    ("wrong", "fails"),
+    [
+        (LOW_AT_LEAST_ZERO, "hidden test failed: a lower bound of exactly 0"),
+        (LOW_WITHOUT_NONE, "hidden test failed: an interval that could not be computed"),
+        (SHARE_BETTER, "hidden test failed: a lower bound of exactly 0"),
+        (ESTIMATE_AND_SHARE, "hidden test failed: a lower bound of exactly 0"),
+    ],
+    ids=["lower-bound-at-least-0", "no-interval-crashes", "share-better", "estimate-and-share"],
+)
+def test_a_near_miss_promotion_rule_passes_visible_tests_but_not_hidden_ones(
+    wrong: str, fails: str
+):
     source = cell("07-iteration-retirement.ipynb", "s07-promotion-tests")
-    run(visible(source), run(NO_MARGIN, {"np": np}))
-    with pytest.raises(AssertionError, match="a gain smaller than the margin"):
-        run(source, run(NO_MARGIN, {"np": np}))
+    run(visible(source), run(wrong, {"np": np}))
+    with pytest.raises(AssertionError, match=fails):
+        run(source, run(wrong, {"np": np}))
 
 
 # --- the learner versions -----------------------------------------------------------------------
