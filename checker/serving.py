@@ -466,11 +466,11 @@ def recompute_canary(
             np.array([scored[i] for i in ids], dtype=float),
         )
     for arm, (y, _) in samples.items():
-        if len(y) < MIN_ARM_LEARNERS or not y.sum():
+        if len(y) < MIN_ARM_LEARNERS or not 0 < y.sum() < len(y):
             yield (
                 f"{LOG}: {arm}: expected at least {MIN_ARM_LEARNERS} learners scored by the "
-                f"{arm}, some of them at risk, to judge the canary on, found {len(y)} learners, "
-                f"{int(y.sum())} at risk"
+                f"{arm}, some of them at risk and some not, to judge the canary on, found "
+                f"{len(y)} learners, {int(y.sum())} at risk"
             )
             return None
     (y0, s0), (y1, s1) = samples["champion"], samples["challenger"]
