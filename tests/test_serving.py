@@ -492,6 +492,22 @@ def test_canary_with_too_few_rounds(ws: Path) -> None:
     has(ws, "canary.json: rounds: expected at least 200 bootstrap rounds", "found 50")
 
 
+def test_canary_with_too_many_rounds(ws: Path) -> None:
+    write_json(ws / "serving" / "canary.json", canary(ws) | {"rounds": 10**6})
+    has(ws, "canary.json: rounds: expected at most 5000", "found 1000000")
+
+
+def test_an_arm_without_an_at_risk_learner_cannot_be_judged(ws: Path) -> None:
+    labels = production_labels(ws)
+    records = [
+        r
+        for r in read_log(ws)
+        if r["alias"] != "challenger" or not labels[r["id_student"]] or r["fallback"]
+    ]
+    write_log(ws, records)
+    has(ws, "requests.jsonl: challenger: expected at least 20 learners", "0 at risk")
+
+
 def test_canary_verdict_against_the_rule(ws: Path) -> None:
     write_json(ws / "serving" / "canary.json", canary(ws) | {"verdict": "promote"})
     has(ws, "canary.json: verdict: expected hold (the rule:", "found promote")
