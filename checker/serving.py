@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections import defaultdict
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from checker.contract import all_valid, schema_problems, valid_json
 from checker.errors import Invalid
-from checker.metrics import percentile
+from checker.manifest import manifest_field, read_manifest, split_table
+from checker.metrics import (
+    average_precision,
+    bootstrap_interval,
+    percentile,
+    recall_at_budget,
+    roc_auc,
+)
 from checker.problem import problem_fields
 from checker.registry import Problems, check
 from checker.store import DELETED, open_store, read_registry
@@ -24,8 +36,10 @@ from checker.workspace import Workspace, parse_json
 CONFIG = "serving/config.json"
 LOG = "serving/requests.jsonl"
 SUMMARY = "serving/summary.json"
+CANARY = "serving/canary.json"
+TUTOR = "serving/TUTOR_SUMMARY.md"
 PROBLEM = "problem.yaml"
-STAGE = "05-deployment.ipynb (cells 'Your turn: the router', 'Your turn: the fallback chain' and 'Your turn: summarise the log')"
+STAGE = "05-deployment.ipynb (cells 'Your turn: the router', 'Your turn: the fallback chain', 'Your turn: summarise the log' and 'Your turn: the canary verdict')"
 ALIASES = ("champion", "challenger")
 MAX_LOG_BYTES = 20_000_000
 MIN_REQUESTS = 100
@@ -130,33 +144,27 @@ def _budget_problem(ws: Workspace, budget: float) -> str | None:
     return None
 
 
-def _registry_problems(ws: Workspace, config: dict) -> Generator[str, None, set[str]]:
+def _registry_problems(
+    ws: Workspace, config: dict
+) -> Generator[str, None, tuple[set[str], dict[str, str], set[str]]]:
+    """At least two live versions, and the config's versions registered; return the live
+    versions, the alias map and the retired versions (the aliases are checked against the
+    canary's verdict once the log is read)."""
     name = config["model"]
     versions, aliases, retired = _registry(ws, name)
     live = {v for v, stage in versions.items() if stage.lower() != DELETED}
-    deployed_versions = config.get("versions") or {}
     if len(live) < 2:
         yield (
             f"mlflow.db: registered model {name}: expected at least 2 versions (the baseline "
             f"and the tuned candidate), found {len(live)}"
         )
-    for alias in ALIASES:
-        if alias not in aliases and deployed_versions.get(alias) in retired:
-            continue  # stage 07 retired the version this alias served, and took the alias off
-        if alias not in aliases:
-            yield f"mlflow.db: alias {alias}: expected it on a version of {name}, found no such alias"
-        elif aliases[alias] not in live:
-            yield (
-                f"mlflow.db: alias {alias}: expected it to point at an existing version of "
-                f"{name}, found version {aliases[alias]}, which does not exist or was deleted"
-            )
-    for alias, version in deployed_versions.items():
+    for alias, version in (config.get("versions") or {}).items():
         if version not in live:
             yield (
                 f"{CONFIG}: versions.{alias}: expected a registered version of {name}, "
                 f"found version {version}, which does not exist or was deleted"
             )
-    return live
+    return live, aliases, retired
 
 
 def _record_problems(records: list[tuple[int, dict]]) -> Problems:
@@ -191,12 +199,18 @@ def _record_problems(records: list[tuple[int, dict]]) -> Problems:
         yield f"{LOG}: ... and {len(bad) - MAX_LINE_MESSAGES} more inconsistent records"
 
 
-def _traffic_problems(records: list[tuple[int, dict]], config: dict, live: set[str]) -> Problems:
-    """Both versions served, each alias by one version, the canary share, a fallback."""
+def served_versions(records: list[tuple[int, dict]]) -> dict[str, set[str]]:
+    """{alias: the versions the log shows answering behind it}."""
     by_alias: dict[str, set[str]] = defaultdict(set)
     for _, r in records:
         if r["model_version"] is not None:
             by_alias[r["alias"]].add(r["model_version"])
+    return by_alias
+
+
+def _traffic_problems(records: list[tuple[int, dict]], config: dict, live: set[str]) -> Problems:
+    """Both versions served, each alias by one version, the canary share, a fallback."""
+    by_alias = served_versions(records)
     served = sorted(set().union(*by_alias.values()), key=lambda v: (len(v), v))
     if len(served) < 2:
         yield (
@@ -306,11 +320,512 @@ def _summary_problems(ws: Workspace, records: list[tuple[int, dict]], config: di
             )
 
 
+# --- the canary analysis: the two arms on the labelled outcomes of the replay --------------------
+
+# The metrics of scores a canary arm can be judged on (problem.yaml success.metric).
+SCORE_METRICS = ("recall_at_budget", "roc_auc", "pr_auc")
+MIN_ROUNDS = 200
+MIN_ARM_LEARNERS = 20
+VALUE_TOLERANCE = 1e-9
+ARMS = ("champion", "challenger")  # the order of the bootstrap's samples: champion, challenger
+CANARY_RULE = (
+    "rollback when the interval's upper bound is below 0, or the challenger's learners got a p95 "
+    "latency above the budget, or their fallback rate is more than fallback_margin above the "
+    "champion's; else promote when the interval's lower bound is above 0; else hold"
+)
+
+
+def score_metric(name: str, budget: float | None) -> Callable[[Any, Any], float] | None:
+    """The function of problem.yaml's success metric on (labels, scores), or None when it is
+    not a metric of scores (a label metric needs a threshold the canary does not have)."""
+    if name == "recall_at_budget":
+        return None if budget is None else lambda y, s: recall_at_budget(y, s, budget)
+    return {"roc_auc": roc_auc, "pr_auc": average_precision}.get(name)
+
+
+def canary_verdict(
+    low: float | None,
+    high: float | None,
+    challenger_p95_ms: float,
+    budget_ms: float,
+    fallback_gap: float,
+    margin: float,
+) -> str:
+    """The canary's rule (`CANARY_RULE`): rollback first (the challenger hurt learners or the
+    service), promote only when the whole interval of challenger - champion is above 0."""
+    if (high is not None and high < 0) or challenger_p95_ms > budget_ms or fallback_gap > margin:
+        return "rollback"
+    if low is not None and low > 0:
+        return "promote"
+    return "hold"
+
+
+def is_drill(record: dict) -> bool:
+    """A request slowed on purpose (X-Debug-Delay-Ms): a fire drill, not traffic."""
+    return bool(record.get("injected_delay_ms"))
+
+
+def arm_traffic(records: list[tuple[int, dict]], share: float) -> dict[str, list[dict]]:
+    """The traffic (drills left out) of each arm: the requests routed to it by their bucket."""
+    arms: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    for _, r in records:
+        if not is_drill(r):
+            arms[route(r["id_student"], share)].append(r)
+    return arms
+
+
+def arm_outcomes(traffic: list[dict], alias: str) -> dict[int, float]:
+    """One score per learner of an arm: the first request the arm's model answered itself (a
+    fallback was scored by another model, so it says nothing about this one)."""
+    first: dict[int, float] = {}
+    for r in traffic:
+        if not r["fallback"] and r["alias"] == alias and r.get("score") is not None:
+            first.setdefault(r["id_student"], float(r["score"]))
+    return first
+
+
+def _labels_of(ws: Workspace) -> tuple[dict[int, int], set[int], str]:
+    """{id_student: label} of the production split's learners with one row, the learners with
+    several rows (two 2014 enrolments: two outcomes), and the split's path."""
+
+    def compute() -> tuple[dict[int, int], set[int], str]:
+        manifest = read_manifest(ws)
+        key = manifest_field(manifest, "key", "id_student")
+        label = manifest_field(manifest, "label", "at_risk")
+        table, rel = split_table(ws, manifest, "production")
+        frame = table.frame
+        for column in (key, label):
+            if column not in frame.columns:
+                raise Invalid(f"{rel}: columns: expected a column {column!r}, found none")
+        keys = pd.to_numeric(frame[key], errors="coerce")
+        labels = pd.to_numeric(frame[label], errors="coerce")
+        good = keys.notna() & labels.isin([0, 1])
+        counts = keys[good].value_counts()
+        several = {int(k) for k in counts.index[counts > 1]}
+        single = {
+            int(k): int(v)
+            for k, v in zip(keys[good], labels[good], strict=True)
+            if int(k) not in several
+        }
+        return single, several, rel
+
+    return ws.memo(("canary labels",), compute)
+
+
+def recompute_canary(
+    ws: Workspace, records: list[tuple[int, dict]], config: dict, canary: dict
+) -> Generator[str, None, dict | None]:
+    """The canary's figures recomputed from the log, the production labels and the recorded seed,
+    rounds and level; None (with the problems yielded) when they cannot be."""
+    fields = problem_fields(ws)
+    metric_name = fields.get("metric", canary["metric"])
+    if canary["metric"] != metric_name:
+        yield (
+            f"{CANARY}: metric: expected {metric_name} ({PROBLEM} success.metric, the declared "
+            f"success metric), found {canary['metric']}"
+        )
+        return None
+    budget = fields.get("budget", canary.get("budget"))
+    if metric_name == "recall_at_budget" and canary.get("budget") != budget:
+        yield f"{CANARY}: budget: expected {budget} ({PROBLEM} success.budget), found {canary.get('budget')}"
+        return None
+    metric = score_metric(metric_name, budget)
+    if metric is None:
+        yield (
+            f"{CANARY}: metric: expected a metric of scores ({', '.join(SCORE_METRICS)}) to judge "
+            f"the arms on, found {metric_name} ({PROBLEM} success.metric)"
+        )
+        return None
+    if canary["rounds"] < MIN_ROUNDS:
+        yield (
+            f"{CANARY}: rounds: expected at least {MIN_ROUNDS} bootstrap rounds (fewer make the "
+            f"interval's ends noise), found {canary['rounds']}"
+        )
+        return None
+    labels, several, rel = _labels_of(ws)
+    traffic = arm_traffic(records, config["canary_share"])
+    samples = {}
+    for arm in ARMS:
+        scored = arm_outcomes(traffic[arm], arm)
+        twice = sorted(set(scored) & several)
+        unknown = sorted(set(scored) - set(labels) - several)
+        if twice or unknown:
+            ids = (twice or unknown)[:3]
+            why = (
+                "has several rows (two 2014 enrolments, two outcomes)"
+                if twice
+                else "is not a learner"
+            )
+            yield (
+                f"{LOG}: id_student: expected learners with one outcome in the production split "
+                f"({rel}) to join the log with, found {len(twice) + len(unknown)} that do not, "
+                f"e.g. id_student {ids[0]} {why}: replay learners with one 2014 enrolment"
+            )
+            return None
+        ids = sorted(scored)
+        samples[arm] = (
+            np.array([labels[i] for i in ids], dtype=int),
+            np.array([scored[i] for i in ids], dtype=float),
+        )
+    for arm, (y, _) in samples.items():
+        if len(y) < MIN_ARM_LEARNERS or not 0 < y.sum() < len(y):
+            yield (
+                f"{LOG}: {arm}: expected at least {MIN_ARM_LEARNERS} learners scored by the "
+                f"{arm}, some of them at risk and some not, to judge the canary on, found "
+                f"{len(y)} learners, {int(y.sum())} at risk"
+            )
+            return None
+    (y0, s0), (y1, s1) = samples["champion"], samples["challenger"]
+
+    def difference(champion_rows: np.ndarray, challenger_rows: np.ndarray) -> float:
+        return float(metric(y1[challenger_rows], s1[challenger_rows])) - float(
+            metric(y0[champion_rows], s0[champion_rows])
+        )
+
+    interval = bootstrap_interval(
+        difference, [len(y0), len(y1)], canary["rounds"], canary["seed"], canary["level"]
+    )
+    arms = {}
+    for arm in ARMS:
+        y, s = samples[arm]
+        routed = traffic[arm]
+        arms[arm] = {
+            "learners": len(y),
+            "positives": int(y.sum()),
+            "value": float(metric(y, s)),
+            "p95_ms": percentile((float(r["latency_ms"]) for r in routed), 95),
+            "fallback_rate": sum(r["fallback"] for r in routed) / len(routed),
+        }
+    gap = arms["challenger"]["fallback_rate"] - arms["champion"]["fallback_rate"]
+    verdict = canary_verdict(
+        interval["low"],
+        interval["high"],
+        arms["challenger"]["p95_ms"],
+        config["latency_budget_ms"],
+        gap,
+        canary["fallback_margin"],
+    )
+    return {"arms": arms, "difference": interval, "verdict": verdict, "fallback_gap": gap}
+
+
+def _close(found: object, expected: float | None, tolerance: float) -> bool:
+    if expected is None or found is None:
+        return found is expected
+    return isinstance(found, int | float) and abs(found - expected) <= tolerance + 1e-9 * abs(
+        expected
+    )
+
+
+def _canary_problems(
+    ws: Workspace, records: list[tuple[int, dict]], config: dict, served: dict[str, set[str]]
+) -> Generator[str, None, str | None]:
+    """serving/canary.json recomputes from the log and the labels; return its verdict, which the
+    registry must follow (None when there is no readable canary)."""
+    canary = yield from valid_json(ws, CANARY, "serving_canary")
+    if canary is None:
+        return None
+    if canary["latency_budget_ms"] != config["latency_budget_ms"]:
+        yield (
+            f"{CANARY}: latency_budget_ms: expected {config['latency_budget_ms']:g} ({CONFIG} "
+            f"latency_budget_ms), found {canary['latency_budget_ms']:g}"
+        )
+    for arm in ARMS:
+        versions = served.get(arm, set())
+        if len(versions) == 1 and canary["arms"][arm]["version"] not in versions:
+            yield (
+                f"{CANARY}: arms.{arm}.version: expected {next(iter(versions))} (the version "
+                f"behind {arm} in {LOG}), found {canary['arms'][arm]['version']}"
+            )
+    recomputed = yield from recompute_canary(ws, records, config, canary)
+    if recomputed is None:
+        return canary["verdict"]
+    for arm in ARMS:
+        mine, theirs = recomputed["arms"][arm], canary["arms"][arm]
+        for field, value in mine.items():
+            tolerance = LATENCY_TOLERANCE_MS if field == "p95_ms" else VALUE_TOLERANCE
+            if field in ("learners", "positives"):
+                close = theirs[field] == value
+            else:
+                close = _close(theirs[field], value, tolerance)
+            if not close:
+                yield (
+                    f"{CANARY}: arms.{arm}.{field}: expected {value:.6g} (recomputed from {LOG} "
+                    f"joined with the production split's labels), found {theirs[field]}"
+                )
+    mine, theirs = recomputed["difference"], canary["difference"]
+    for field in ("estimate", "low", "high"):
+        if not _close(theirs[field], mine[field], VALUE_TOLERANCE):
+            shown = "none" if mine[field] is None else f"{mine[field]:.9f}"
+            yield (
+                f"{CANARY}: difference.{field}: expected {shown} (challenger - champion, "
+                f"bootstrap_interval over the arms resampled independently, seed "
+                f"{canary['seed']}, {canary['rounds']} rounds, level {canary['level']:g}), "
+                f"found {theirs[field]}"
+            )
+    if theirs["rounds_used"] != mine["rounds_used"]:
+        yield (
+            f"{CANARY}: difference.rounds_used: expected {mine['rounds_used']}, found "
+            f"{theirs['rounds_used']}"
+        )
+    if canary["verdict"] != recomputed["verdict"]:
+        d = recomputed["difference"]
+        low, high = (f"{v:.4f}" if v is not None else "none" for v in (d["low"], d["high"]))
+        yield (
+            f"{CANARY}: verdict: expected {recomputed['verdict']} (the rule: {CANARY_RULE}; "
+            f"here the interval is [{low}, {high}], the challenger's p95 "
+            f"{recomputed['arms']['challenger']['p95_ms']:.1f} ms against "
+            f"{config['latency_budget_ms']:g} ms, its fallback rate "
+            f"{recomputed['fallback_gap']:+.3f} against the champion's), found {canary['verdict']}"
+        )
+    return canary["verdict"]  # the registry follows what the notebook decided, right or wrong
+
+
+def _alias_problems(
+    name: str,
+    aliases: dict[str, str],
+    live: set[str],
+    retired: set[str],
+    deployed: dict[str, str],
+    verdict: str | None,
+) -> Problems:
+    """The aliases follow the canary's verdict (contract 3): promote moves `champion` to the
+    challenger's version and deletes `challenger`; rollback deletes `challenger`; hold leaves
+    both. A later iteration (stage 07) may have moved `champion` on to a version registered
+    after the deployment, retired a version and taken its aliases off."""
+    for alias in ALIASES:
+        if alias in aliases and aliases[alias] not in live:
+            yield (
+                f"mlflow.db: alias {alias}: expected it to point at an existing version of "
+                f"{name}, found version {aliases[alias]}, which does not exist or was deleted"
+            )
+    if set(ALIASES) - set(deployed):
+        return  # the log and config do not say which versions served: reported elsewhere
+    champion, challenger = deployed["champion"], deployed["challenger"]
+    newest = max(int(champion), int(challenger))
+
+    def later(version: str | None) -> bool:
+        return version is not None and version.isdigit() and int(version) > newest
+
+    expected: dict[str, str | None]
+    if verdict is None:  # no canary to follow: both aliases as deployed
+        expected = {"champion": champion, "challenger": challenger}
+        why = f"as deployed ({CONFIG} versions)"
+    else:
+        keep = challenger if verdict == "hold" else None
+        expected = {
+            "champion": challenger if verdict == "promote" else champion,
+            "challenger": keep,
+        }
+        why = f"{CANARY} verdict {verdict}"
+    for alias in ALIASES:
+        want, found = expected[alias], aliases.get(alias)
+        if found == want or later(found) or (found is None and want in retired):
+            continue  # as the verdict left it, or moved on by a later iteration
+        if want is None:
+            yield (
+                f"mlflow.db: alias {alias}: expected no such alias ({why} deletes it), found it "
+                f"on version {found}"
+            )
+        elif found is None:
+            yield f"mlflow.db: alias {alias}: expected it on version {want} ({why}), found no such alias"
+        else:
+            yield f"mlflow.db: alias {alias}: expected version {want} ({why}), found version {found}"
+
+
+# --- the reasons behind a score ----------------------------------------------------------------
+
+TOP_REASONS = 3
+LOGIT_TOLERANCE = 1e-6
+LOGISTIC_FAMILIES = ("logistic_regression",)  # stage 03's run tag model_family
+
+
+def direction(contribution: float) -> str:
+    return "raises" if contribution > 0 else "lowers" if contribution < 0 else "neither"
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-300), 1 - 1e-16)
+    return math.log(p) - math.log1p(-p)
+
+
+def _families(ws: Workspace, name: str) -> dict[str, str]:
+    """{version: model_family tag of the run it was registered from}, where the store says."""
+
+    def compute() -> dict[str, str]:
+        registry = read_registry(ws, name)
+        if registry is None:
+            return {}
+        runs = {str(n): v.run_id for n, v in registry[0].items() if v.run_id}
+        with open_store(ws) as store:
+            if "tags" not in store.tables():
+                return {}
+            families = {}
+            for version, run_id in runs.items():
+                rows = store.query(
+                    "SELECT value FROM tags WHERE run_uuid = ? AND key = 'model_family'", (run_id,)
+                )
+                if rows and isinstance(rows[0][0], str):
+                    families[version] = rows[0][0]
+        return families
+
+    return ws.memo(("model families", name), compute)
+
+
+def _reason_problems(record: dict, features: list[str] | None, family: str | None) -> list[str]:
+    """The problems of one logged record's reasons (an empty list when they are right)."""
+    reasons, explanation = record.get("reasons"), record.get("explanation")
+    if record["model_version"] is None:
+        if reasons or explanation:
+            return ["reasons: expected none when the base-rate rule answered (no model scored)"]
+        return []
+    if explanation is None or reasons is None:
+        return [
+            f"reasons: expected the top {TOP_REASONS} reasons behind the score and the "
+            "explanation they come from, found none"
+        ]
+    contributions = explanation["contributions"]
+    if features is not None and set(contributions) != set(features):
+        missing = sorted(set(features) - set(contributions))[:3]
+        extra = sorted(set(contributions) - set(features))[:3]
+        return [
+            f"explanation.contributions: expected one contribution per input column ({CONFIG} "
+            f"features), found {len(contributions)}"
+            + (f", missing {', '.join(missing)}" if missing else "")
+            + (f", unknown {', '.join(extra)}" if extra else "")
+        ]
+    ranked = sorted(contributions.values(), key=abs, reverse=True)
+    want = min(TOP_REASONS, len(contributions))
+    if len(reasons) != want:
+        return [f"reasons: expected the top {want} reasons, found {len(reasons)}"]
+    for i, reason in enumerate(reasons):
+        feature = reason["feature"]
+        if feature not in contributions:
+            return [
+                f"reasons[{i}].feature: expected a feature of explanation.contributions, found {feature!r}"
+            ]
+        if reason["contribution"] != contributions[feature]:
+            return [
+                f"reasons[{i}].contribution: expected {contributions[feature]} (explanation."
+                f"contributions.{feature}), found {reason['contribution']}"
+            ]
+        if abs(reason["contribution"]) < abs(ranked[i]):
+            return [
+                f"reasons[{i}]: expected the contribution ranked {i + 1} by size ({ranked[i]:.4g}), "
+                f"found {feature} with {reason['contribution']:.4g}"
+            ]
+        if reason["direction"] != direction(reason["contribution"]):
+            return [
+                f"reasons[{i}].direction: expected {direction(reason['contribution'])} (the sign "
+                f"of its contribution, {reason['contribution']:.4g}), found {reason['direction']}"
+            ]
+    if len({r["feature"] for r in reasons}) != len(reasons):
+        return ["reasons: expected each feature once, found one twice"]
+    if family in LOGISTIC_FAMILIES and explanation["method"] != "logit_contributions":
+        return [
+            f"explanation.method: expected logit_contributions for version "
+            f"{record['model_version']} (a {family} model: coefficient x transformed value, "
+            f"exact), found {explanation['method']}"
+        ]
+    if explanation["method"] == "logit_contributions":
+        intercept, score = explanation.get("intercept"), record.get("score")
+        if intercept is None or score is None:
+            return ["explanation.intercept: expected the model's intercept, found none"]
+        total = intercept + sum(contributions.values())
+        if abs(total - logit(score)) > LOGIT_TOLERANCE * max(1.0, abs(total)):
+            return [
+                f"explanation: expected intercept + contributions = logit(score) = "
+                f"{logit(score):.6f} (a logistic model's contributions add up), found {total:.6f}"
+            ]
+    return []
+
+
+def _reasons_problems(ws: Workspace, records: list[tuple[int, dict]], config: dict) -> Problems:
+    features = config.get("features") or None
+    families = _families(ws, config["model"])
+    bad = []
+    for number, r in records:
+        for problem in _reason_problems(r, features, families.get(str(r["model_version"]))):
+            bad.append(f"{LOG}: line {number}: {problem}")
+    yield from bad[:MAX_LINE_MESSAGES]
+    if len(bad) > MAX_LINE_MESSAGES:
+        yield f"{LOG}: ... and {len(bad) - MAX_LINE_MESSAGES} more records with wrong reasons"
+
+
+# --- the one-page summary for tutors -------------------------------------------------------------
+
+MAX_TUTOR_WORDS = 600  # one printed page
+NAMED_REASONS = 3  # the summary names the features that are most often a top reason
+MAX_TUTOR_BYTES = 64_000
+JARGON = ("logit", "coefficient", "bootstrap", "auc", "p95", "sigmoid", "one-hot", "percentile")
+
+
+def frequent_reasons(records: list[tuple[int, dict]], top: int = NAMED_REASONS) -> list[str]:
+    """The features most often among the logged top reasons (ties by name)."""
+    counts: dict[str, int] = defaultdict(int)
+    for _, r in records:
+        for reason in r.get("reasons") or []:
+            counts[reason["feature"]] += 1
+    return sorted(counts, key=lambda f: (-counts[f], f))[:top]
+
+
+def _tutor_problems(ws: Workspace, records: list[tuple[int, dict]]) -> Problems:
+    text = ws.read_text(TUTOR, max_bytes=MAX_TUTOR_BYTES)
+    words = re.findall(r"[\w'’-]+", text)
+    if len(words) > MAX_TUTOR_WORDS:
+        yield (
+            f"{TUTOR}: length: expected one page (at most {MAX_TUTOR_WORDS} words), found "
+            f"{len(words)} words"
+        )
+    lowered = text.lower()
+    missing = [f for f in frequent_reasons(records) if f.lower() not in lowered]
+    if missing:
+        yield (
+            f"{TUTOR}: reasons: expected it to name the features that are most often a top reason "
+            f"in {LOG} ({', '.join(frequent_reasons(records))}), found no mention of "
+            f"{', '.join(missing)}"
+        )
+    jargon = sorted({w for w in JARGON if re.search(rf"\b{re.escape(w)}\b", lowered)})
+    if jargon:
+        yield f"{TUTOR}: words: expected plain words for tutors, found jargon: {', '.join(jargon)}"
+
+
+# --- stage 04's gate ---------------------------------------------------------------------------
+
+REPORT = "evaluation/report.json"
+EVALUATION_STAGE = "04-evaluation.ipynb"
+
+
+def _gate_problems(ws: Workspace) -> Problems:
+    """Stage 05 deploys only what stage 04's gate let through (contract 1)."""
+    try:
+        report = ws.read_json(REPORT)
+    except Invalid as exc:
+        yield f"{exc} (stage 05 reads its gate; revisit {EVALUATION_STAGE})"
+        return
+    gate = report.get("gate") if isinstance(report, dict) else None
+    verdict = gate.get("verdict") if isinstance(gate, dict) else None
+    if verdict not in ("canary", "hold"):
+        yield (
+            f"{REPORT}: gate.verdict: expected canary or hold (stage 04's deployment gate, which "
+            f"stage 05 obeys), found {'no gate' if gate is None else repr(verdict)}; revisit "
+            f"{EVALUATION_STAGE}"
+        )
+    elif verdict == "hold":
+        yield (
+            f"{REPORT}: gate.verdict: expected canary for a deployment, found hold: stage 04's "
+            f"gate held the candidate back, so stage 05 must not deploy it; revisit "
+            f"{EVALUATION_STAGE}"
+        )
+
+
 @check("deployed", stage=STAGE)
 def deployed(ws: Workspace) -> Problems:
-    """Two registered versions with champion and challenger aliases; a request log showing both
-    versions served, the canary share within tolerance, a fallback, sticky sha256 routing; and a
-    summary whose p50/p95 recompute from the log."""
+    """Stage 04's gate let the candidate through; two registered versions; a request log showing
+    both versions served, the canary share within tolerance, a fallback, sticky sha256 routing,
+    the reasons behind each score; a summary whose p50/p95 recompute from the log; a canary
+    analysis that recomputes from the log and the production labels, and aliases that follow its
+    verdict; a one-page summary for tutors."""
+    yield from _gate_problems(ws)
     config = ws.read_json(CONFIG)
     problems = schema_problems("serving_config", config, CONFIG)
     if problems:
@@ -319,7 +834,7 @@ def deployed(ws: Workspace) -> Problems:
     budget = _budget_problem(ws, config["latency_budget_ms"])
     if budget:
         yield budget
-    live = yield from _registry_problems(ws, config)
+    live, aliases, retired = yield from _registry_problems(ws, config)
     records = read_log(ws)
     if len(records) < MIN_REQUESTS:
         yield (
@@ -333,4 +848,13 @@ def deployed(ws: Workspace) -> Problems:
         return
     yield from _traffic_problems(records, config, live)
     yield from _routing_problems(records, config["canary_share"])
+    yield from _reasons_problems(ws, records, config)
     yield from _summary_problems(ws, records, config)
+    served = served_versions(records)
+    deployed_versions = dict(config.get("versions") or {})
+    for alias in ALIASES:
+        if alias not in deployed_versions and len(served.get(alias, ())) == 1:
+            deployed_versions[alias] = next(iter(served[alias]))
+    verdict = yield from _canary_problems(ws, records, config, served)
+    yield from _alias_problems(config["model"], aliases, live, retired, deployed_versions, verdict)
+    yield from _tutor_problems(ws, records)

@@ -2,7 +2,8 @@
 
 The checker grades what a stage writes; some rules a notebook teaches leave no trace there: that
 `load_checkpoint` checks the sha256 *before* it unpickles (stage 03), `decide`'s precedence when
-no serving alert fired in the learner's data (stage 06), the promotion rule's edges (stage 07). Their
+no serving alert fired in the learner's data (stage 06), the promotion rule's edges (stage 07), the
+canary verdict's branches beyond the one the learner's data take (stage 05). Their
 grade cells hold visible tests and hidden ones, as exercise 09 does for `psi`. Here the solution
 passes them, each plausible wrong answer fails with the case it broke, and the learner versions
 keep the visible tests but not the hidden ones.
@@ -24,6 +25,7 @@ from checker.chain import RELEASE, SOLUTIONS
 
 HIDDEN = {
     "03-training.ipynb": ("s03-load-checkpoint-tests", "HIDDEN_S03_CHECKPOINT"),
+    "05-deployment.ipynb": ("s05-verdict-tests", "HIDDEN_S05_VERDICT"),
     "06-monitoring.ipynb": ("s06-decide-tests", "HIDDEN_S06_DECIDE"),
     "07-iteration-retirement.ipynb": ("s07-promotion-tests", "HIDDEN_S07_PROMOTE"),
 }
@@ -136,6 +138,64 @@ def test_a_load_checkpoint_that_unpickles_unverified_files_fails(
 def test_verifying_the_last_file_only_passes_the_visible_tests(tmp_path: Path):
     namespace = run(VERIFIES_THE_LAST, checkpoint_namespace(tmp_path))
     run(visible(cell("03-training.ipynb", "s03-load-checkpoint-tests")), namespace)
+
+
+# --- stage 05: canary_verdict --------------------------------------------------------------
+
+PROMOTE_FIRST = """
+def canary_verdict(low, high, challenger_p95_ms, budget_ms, fallback_gap, margin=FALLBACK_MARGIN):
+    if low > 0:
+        return "promote"
+    if high < 0 or challenger_p95_ms > budget_ms or fallback_gap > margin:
+        return "rollback"
+    return "hold"
+"""
+
+NO_FALLBACK_RULE = """
+def canary_verdict(low, high, challenger_p95_ms, budget_ms, fallback_gap, margin=FALLBACK_MARGIN):
+    if high < 0 or challenger_p95_ms > budget_ms:
+        return "rollback"
+    return "promote" if low > 0 else "hold"
+"""
+
+INCLUSIVE_BOUNDS = """
+def canary_verdict(low, high, challenger_p95_ms, budget_ms, fallback_gap, margin=FALLBACK_MARGIN):
+    if high <= 0 or challenger_p95_ms >= budget_ms or fallback_gap >= margin:
+        return "rollback"
+    return "promote" if low >= 0 else "hold"
+"""
+
+
+def verdict_namespace() -> dict:
+    return {"FALLBACK_MARGIN": 0.01}
+
+
+def test_the_solution_canary_verdict_passes():
+    namespace = run(cell("05-deployment.ipynb", "s05-verdict"), verdict_namespace())
+    run(cell("05-deployment.ipynb", "s05-verdict-tests"), namespace)
+
+
+def test_a_verdict_that_promotes_before_it_checks_safety_fails_the_visible_tests():
+    namespace = run(PROMOTE_FIRST, verdict_namespace())
+    with pytest.raises(AssertionError, match="better, but over the budget"):
+        run(cell("05-deployment.ipynb", "s05-verdict-tests"), namespace)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "fails"),
+    [
+        (NO_FALLBACK_RULE, "better, but falls back more than the margin"),
+        (INCLUSIVE_BOUNDS, "a fallback gap of exactly the margin"),
+    ],
+    ids=["ignores-fallbacks", "inclusive-bounds"],
+)
+def test_a_verdict_that_breaks_a_hidden_branch_passes_visible_tests_but_not_hidden_ones(
+    wrong: str, fails: str
+):
+    source = cell("05-deployment.ipynb", "s05-verdict-tests")
+    run(visible(source), run(wrong, verdict_namespace()))
+    with pytest.raises(AssertionError, match=fails):
+        run(source, run(wrong, verdict_namespace()))
 
 
 # --- stage 06: decide ------------------------------------------------------------------------
