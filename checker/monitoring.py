@@ -416,7 +416,9 @@ def _slice_frame_problems(ws: Workspace, expected: list[dict]) -> Problems:
         return
     keys = [
         (str(m), str(p), str(f))
-        for m, p, f in zip(frame["code_module"], frame["code_presentation"], frame["feature"], strict=True)
+        for m, p, f in zip(
+            frame["code_module"], frame["code_presentation"], frame["feature"], strict=True
+        )
     ]
     want = {(r["code_module"], r["code_presentation"], r["feature"]): r for r in expected}
     if sorted(keys) != sorted(want):
@@ -440,24 +442,35 @@ def _slice_frame_problems(ws: Workspace, expected: list[dict]) -> Problems:
             shown = frame[column].iloc[position]
             if value is None:
                 if not pd.isna(shown):
-                    problems.append(f"{where}: {column}: expected empty (undefined: one class only, or no train rows of the module), found {shown!r}")
+                    problems.append(
+                        f"{where}: {column}: expected empty (undefined: one class only, or no train rows of the module), found {shown!r}"
+                    )
                 continue
             if column in ("rows", "reference_rows"):
                 ok = not math.isnan(found) and found == value
                 text = f"{value}"
             else:
-                tolerance = TOLERANCE if column in ("roc_auc", "recall_at_budget") else DRIFT_TOLERANCE
+                tolerance = (
+                    TOLERANCE if column in ("roc_auc", "recall_at_budget") else DRIFT_TOLERANCE
+                )
                 ok = not math.isnan(found) and abs(found - value) <= tolerance
                 text = f"{value:.6f} (tolerance {tolerance:g})"
             if not ok:
-                problems.append(f"{where}: {column}: expected {text}, recomputed from the split files and {SCORES}, found {'empty' if pd.isna(shown) else repr(shown)}")
+                problems.append(
+                    f"{where}: {column}: expected {text}, recomputed from the split files and {SCORES}, found {'empty' if pd.isna(shown) else repr(shown)}"
+                )
     yield from problems[:MAX_ROW_MESSAGES]
     if len(problems) > MAX_ROW_MESSAGES:
         yield f"{SLICES}: and {len(problems) - MAX_ROW_MESSAGES} more figures differ from the recomputed slice table"
 
 
 def _slice_problems(
-    ws: Workspace, report: dict, manifest: dict, reference: Table, current: Table, production: _Scores
+    ws: Workspace,
+    report: dict,
+    manifest: dict,
+    reference: Table,
+    current: Table,
+    production: _Scores,
 ) -> Generator[str, None, dict[str, float]]:
     """Yield problems with the slice table and the concept drift the report names; return the
     recomputed value of the `concept_drift` rule."""
@@ -467,11 +480,17 @@ def _slice_problems(
         if absent:
             yield f"{manifest['splits'][name]['path']}: columns: expected {', '.join(SLICE_KEYS)} (the slices of the monitoring), found no {', '.join(absent)}"
             return {}
-    features = [f for f in manifest["features"] if f in reference.frame.columns and f in current.frame.columns]
+    features = [
+        f
+        for f in manifest["features"]
+        if f in reference.frame.columns and f in current.frame.columns
+    ]
     budget = problem_fields(ws).get("budget")
     rows = current.derive(
         ("slice table", reference.sha256, tuple(features), label, budget, production.digest),
-        lambda: slice_table(reference.frame, current.frame, production.y_score.floats, features, label, budget),
+        lambda: slice_table(
+            reference.frame, current.frame, production.y_score.floats, features, label, budget
+        ),
     )
     yield from _slice_frame_problems(ws, rows)
     best = strongest_shift(rows)
@@ -483,8 +502,13 @@ def _slice_problems(
         yield f"{SLICES}: expected at least one slice with {MIN_SLICE_ROWS} production rows and {MIN_REFERENCE_ROWS} train rows of its module, found none: rerun 02-data-preparation.ipynb on more data"
         return {}
     chosen = (drift["feature"], drift["slice"]["code_module"], drift["slice"]["code_presentation"])
-    row = next((r for r in rows if (r["feature"], r["code_module"], r["code_presentation"]) == chosen), None)
-    picked = f"feature {best['feature']!r} in slice {best['code_module']} {best['code_presentation']}"
+    row = next(
+        (r for r in rows if (r["feature"], r["code_module"], r["code_presentation"]) == chosen),
+        None,
+    )
+    picked = (
+        f"feature {best['feature']!r} in slice {best['code_module']} {best['code_presentation']}"
+    )
     criterion = (
         f"the largest concept_shift, {best['concept_shift']:.4f}, among slices with at least "
         f"{MIN_SLICE_ROWS} production rows and {MIN_REFERENCE_ROWS} train rows of their module"
@@ -492,7 +516,9 @@ def _slice_problems(
     if row is None:
         yield f"{field}: expected {picked} ({criterion}), found feature {chosen[0]!r} in slice {chosen[1]} {chosen[2]}, which is not a manifest feature in a production slice"
         return {"concept_drift": best["concept_shift"]}
-    if row is not best and not (eligible(row) and row["concept_shift"] >= best["concept_shift"] - 1e-12):
+    if row is not best and not (
+        eligible(row) and row["concept_shift"] >= best["concept_shift"] - 1e-12
+    ):
         found = "not eligible" if not eligible(row) else f"concept_shift {row['concept_shift']:.4f}"
         yield f"{field}: expected {picked} ({criterion}), found feature {chosen[0]!r} in slice {chosen[1]} {chosen[2]} ({found})"
     for name in ("rows", "psi", "relation_auc_reference", "relation_auc", "concept_shift"):
