@@ -498,6 +498,13 @@ def test_the_numbers_behind_the_choice_must_be_the_tables(ws: Path) -> None:
     assert "(the slice table's BBB 2014J score_mean_60, recomputed), found 0.08" in message
 
 
+def test_the_rows_behind_the_choice_must_be_the_tables(ws: Path) -> None:
+    edit(ws, lambda r: r["concept_drift"].update(rows=1000))
+    [message] = failing(ws)
+    assert message.startswith(f"{REPORT}: concept_drift.rows: expected 554 (the slice table's")
+    assert message.endswith("found 1000")
+
+
 def test_concept_drift_is_required(ws: Path) -> None:
     edit(ws, lambda r: r.pop("concept_drift"))
     assert f"{REPORT}: concept_drift: expected this field, found it missing" in failing(ws)
@@ -652,6 +659,6 @@ def test_splits_without_the_slice_columns_get_a_message(ws: Path) -> None:
     frame.to_csv(ws / rel, index=False, compression={"method": "gzip", "mtime": 0})
     text = messages(ws)
     assert (
-        f"{rel}: columns: expected code_module, code_presentation (the slices of the monitoring), found no code_module"
+        f"{rel}: columns: expected code_module, code_presentation (the slices of the monitoring, kept by 02-data-preparation.ipynb), found no code_module"
         in text
     )
