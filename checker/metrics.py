@@ -288,6 +288,75 @@ def psi(reference: Any, current: Any) -> float:
     return float(np.sum((q - p) * np.log(q / p)))
 
 
+def psi_bin_index(reference: Any, values: Any) -> np.ndarray:
+    """The PSI bin of each of `values` (in their order), the bins being those `psi_counts` cuts
+    from `reference`: numeric (both numeric) 0 to k for (-inf, q1], ..., (qk, inf) and k + 1 for
+    missing (NaN, +-inf); categorical, the position of the category (as text) among the
+    reference's sorted categories, their count for missing, and -1 for a category the reference
+    never shows."""
+    ref, cur = _column(reference), _column(values)
+    if ref.numeric and cur.numeric:
+        present = ref.finite
+        edges = np.unique(np.quantile(present, QUANTILES)) if present.size else np.array([])
+        floats = cur.floats
+        finite = np.isfinite(floats)
+        index = np.full(len(floats), edges.size + 1, dtype=int)
+        index[finite] = np.searchsorted(edges, floats[finite], side="left")
+        return index
+    categories = sorted(ref.counts)
+    position = {c: i for i, c in enumerate(categories)}
+    import pandas as pd
+
+    return np.array(
+        [
+            len(categories) if pd.isna(v) else position.get(str(v), -1)
+            for v in cur.series.to_numpy(dtype=object)
+        ],
+        dtype=int,
+    )
+
+
+def relation_scores(reference: Any, y_reference: Any, values: Any) -> np.ndarray:
+    """The relation between a feature and the outcome that `reference` shows, used as a score:
+    for each of `values`, the share of positives among the reference rows of its PSI bin
+    (`psi_bin_index`). A bin without reference rows gets the reference's overall share."""
+    y = _labels(y_reference)
+    if not y.size:
+        raise ValueError("a relation needs at least one reference row")
+    ref_bins = psi_bin_index(reference, reference)
+    cur_bins = psi_bin_index(reference, values)
+    size = int(max(ref_bins.max(initial=0), cur_bins.max(initial=0))) + 2  # -1 maps to the end
+    totals = np.bincount(ref_bins % size, minlength=size)
+    positives = np.bincount(ref_bins % size, weights=y, minlength=size)
+    rate = np.where(totals > 0, positives / np.maximum(totals, 1), y.mean())
+    return rate[cur_bins % size]
+
+
+def concept_shift(
+    reference: Any,
+    y_reference: Any,
+    before: Any,
+    y_before: Any,
+    after: Any,
+    y_after: Any,
+) -> dict[str, float]:
+    """How much a feature's relation to the outcome moved between two samples of one slice.
+
+    The relation is the reference's share of positives per PSI bin of the feature
+    (`relation_scores`). `relation_auc_reference` is the ROC AUC with which that relation ranks
+    the `before` rows (the slice's module in the reference period), `relation_auc` the one with
+    which it ranks the `after` rows (the slice now); `concept_shift` is the first minus the
+    second: how much ranking power the old meaning of the feature lost. A shift of the base
+    rate alone leaves it at 0. ValueError unless both samples hold both classes."""
+    auc_before = roc_auc(y_before, relation_scores(reference, y_reference, before))
+    auc_after = roc_auc(y_after, relation_scores(reference, y_reference, after))
+    return {
+        "relation_auc_reference": auc_before,
+        "relation_auc": auc_after,
+        "concept_shift": auc_before - auc_after,
+    }
+
+
 def ks_statistic(reference: Any, current: Any) -> float | None:
     """The two-sample Kolmogorov-Smirnov statistic (`scipy.stats.ks_2samp(...).statistic`) of
     the finite values of two numeric samples; None for a categorical one or an empty side."""

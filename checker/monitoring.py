@@ -1,9 +1,12 @@
 """`monitoring/report.json`, the drift and health report of stage 06, and the `monitored` check.
 
 The check recomputes the report from files: PSI and KS of every feature from the split files the
-manifest names, prediction drift and performance by presentation from `monitoring/scores.csv.gz`,
-latency p95 and error rate from `serving/requests.jsonl`. Then it checks that each alert fired
-exactly when its value is over its threshold, and that the decision follows from the alerts.
+manifest names, prediction drift, calibration and performance by presentation from
+`monitoring/scores.csv.gz`, the slice table `monitoring/slices.csv` (PSI, decay and concept shift
+per module x presentation) from both, latency p95 and error rate from `serving/requests.jsonl`.
+Then it checks that the concept drift the report names is the slice and feature the course's
+criterion picks, that each alert fired exactly when its value is over its threshold, and that
+the decision follows from the alerts.
 
 `checker.metrics.psi` is the course's definition; a learner's own PSI must agree with it within 1e-6, the
 tolerance of exercise 09's hidden tests, so the same definition is graded the same way twice.
@@ -18,10 +21,13 @@ from checker.contract import valid_json
 from checker.errors import Invalid
 from checker.manifest import MANIFEST, file_bytes, parse_split, read_manifest, split_table
 from checker.metrics import (
+    calibration_bins,
     ks_statistic,
     percentile,
     psi,
+    recall_at_budget,
     recall_at_budget_bounds,
+    relation_scores,
     roc_auc,
 )
 from checker.problem import problem_fields
@@ -33,7 +39,29 @@ REPORT = "monitoring/report.json"
 SCORES = "monitoring/scores.csv.gz"
 REQUESTS = "serving/requests.jsonl"
 PROBLEM = "problem.yaml"
-STAGE = "06-monitoring.ipynb (cells 'Your turn (1 of 3)', 'Your turn (2 of 3)' and 'Your turn (3 of 3)')"
+STAGE = "06-monitoring.ipynb (cells 'Your turn (1 of 4)' to 'Your turn (4 of 4)')"
+SLICES = "monitoring/slices.csv"
+SLICE_KEYS = ("code_module", "code_presentation")
+SLICE_COLUMNS = (
+    *SLICE_KEYS,
+    "feature",
+    "rows",  # production rows of the slice
+    "at_risk_rate",  # share of the label among them
+    "roc_auc",  # of the monitored model's y_score on them (empty with one class)
+    "recall_at_budget",  # of the same (empty without positives)
+    "psi",  # of the feature, train (all modules) -> the slice
+    "reference_rows",  # train rows of the slice's module
+    "relation_auc_reference",  # the train relation's ROC AUC on those rows
+    "relation_auc",  # ... on the slice's rows
+    "concept_shift",  # relation_auc_reference - relation_auc
+)
+# The course's criterion for the concept drift to report: among slices with at least
+# MIN_SLICE_ROWS production rows whose module has at least MIN_REFERENCE_ROWS train rows, the
+# slice and feature with the largest concept shift. Smaller slices are in the table but cannot
+# win: the ROC AUC of one feature on 300 learners has a standard error near 0.03, and on the
+# CI sample a 277-row slice showed a shift of 0.13 that the full data puts at 0.03.
+MIN_SLICE_ROWS = 300
+MIN_REFERENCE_ROWS = 100
 REFERENCE, CURRENT, VALID = "train", "production", "valid"
 TOLERANCE = 0.01  # absolute, for AUC, recall at budget and the auc_drop alert
 # Absolute, for PSI, KS and prediction PSI (and their alerts): one definition computes the same
@@ -42,7 +70,7 @@ DRIFT_TOLERANCE = 1e-6
 SERVING_TOLERANCE = 1e-6  # relative, for p95 and error rate (both recompute exactly)
 SCORE_COLUMNS = ("split", "id_student", "code_presentation", "y_true", "y_score")
 SERVING_RULES = ("latency_p95_ms", "error_rate")
-REQUIRED_RULES = ("feature_psi_max", "prediction_psi", "auc_drop")
+REQUIRED_RULES = ("feature_psi_max", "prediction_psi", "auc_drop", "concept_drift")
 
 
 # --- the course's figures (the metrics are `checker.metrics`') ----------------------------------
@@ -56,6 +84,82 @@ def is_error(record: dict) -> bool:
 def error_rate(records: Sequence[dict]) -> float:
     """Share of requests that are errors in the sense of `is_error`."""
     return sum(is_error(r) for r in records) / len(records)
+
+
+def _maybe(metric, *args) -> float | None:
+    """A metric's value, or None where it is undefined (one class only, no positives)."""
+    try:
+        return float(metric(*args))
+    except ValueError:
+        return None
+
+
+def slice_table(
+    reference, current, y_score, features: Sequence[str], label: str, budget: float | None
+) -> list[dict]:
+    """The slice table: one row per production slice (module x presentation) and feature, with
+    the fields of `SLICE_COLUMNS` (None where a figure is undefined).
+
+    `reference` and `current` are the train and production frames, `y_score` the monitored
+    model's scores of the production rows in order. Every figure is `checker.metrics`': the
+    feature's PSI from all of train to the slice, and its concept shift (`concept_shift`'s
+    definition: the train relation, its ROC AUC on the module's train rows and on the slice)."""
+    import numpy as np
+
+    y_ref = reference[label].to_numpy(dtype=int)
+    y_cur = current[label].to_numpy(dtype=int)
+    scores = np.asarray(y_score, dtype=float)
+    slices = current.groupby(list(SLICE_KEYS), sort=True).indices
+    modules = reference.groupby("code_module", sort=True).indices
+    decay = {
+        key: (
+            _maybe(roc_auc, y_cur[i], scores[i]),
+            None if budget is None else _maybe(recall_at_budget, y_cur[i], scores[i], budget),
+        )
+        for key, i in slices.items()
+    }
+    rows = []
+    for feature in features:
+        ref_values, cur_values = reference[feature], current[feature]
+        related_ref = relation_scores(ref_values, y_ref, ref_values)
+        related_cur = relation_scores(ref_values, y_ref, cur_values)
+        for (module, presentation), i in slices.items():
+            before = modules.get(module, np.array([], dtype=int))
+            auc_before = _maybe(roc_auc, y_ref[before], related_ref[before])
+            auc_after = _maybe(roc_auc, y_cur[i], related_cur[i])
+            defined = auc_before is not None and auc_after is not None
+            rows.append(
+                {
+                    "code_module": str(module),
+                    "code_presentation": str(presentation),
+                    "feature": feature,
+                    "rows": len(i),
+                    "at_risk_rate": float(y_cur[i].mean()),
+                    "roc_auc": decay[module, presentation][0],
+                    "recall_at_budget": decay[module, presentation][1],
+                    "psi": psi(ref_values, cur_values.iloc[i]),
+                    "reference_rows": len(before),
+                    "relation_auc_reference": auc_before,
+                    "relation_auc": auc_after,
+                    "concept_shift": auc_before - auc_after if defined else None,  # type: ignore[operator]
+                }
+            )
+    return rows
+
+
+def eligible(row: dict) -> bool:
+    """A slice the criterion may pick: enough rows now and in its module's past, a shift."""
+    return (
+        row["rows"] >= MIN_SLICE_ROWS
+        and row["reference_rows"] >= MIN_REFERENCE_ROWS
+        and row["concept_shift"] is not None
+    )
+
+
+def strongest_shift(rows: Sequence[dict]) -> dict | None:
+    """The course's criterion: the eligible row with the largest concept shift (None if none)."""
+    candidates = [r for r in rows if eligible(r)]
+    return max(candidates, key=lambda r: r["concept_shift"]) if candidates else None
 
 
 # --- reading the artifacts ------------------------------------------------------------------
@@ -167,7 +271,8 @@ def _score_problems(
 class _Scores:
     """The rows of one split in monitoring/scores.csv.gz, as arrays (read-only)."""
 
-    def __init__(self, frame) -> None:
+    def __init__(self, frame, digest: str) -> None:
+        self.digest = digest  # of the scores file and the split's name: what the rows came from
         self.ids = frame["id_student"].to_numpy()
         self.y_true = frame["y_true"].to_numpy()
         self.y_score = Column(frame["y_score"])
@@ -185,7 +290,10 @@ class _Scores:
 
 def _by_split(scores: Table) -> dict[str, _Scores]:
     frame = scores.frame
-    return {str(name): _Scores(part) for name, part in frame.groupby("split", sort=False)}
+    return {
+        str(name): _Scores(part, f"{scores.sha256}:{name}")
+        for name, part in frame.groupby("split", sort=False)
+    }
 
 
 def _decay_problems(report: dict, production: _Scores, budget: float | None) -> Problems:
@@ -229,6 +337,10 @@ def monitored(ws: Workspace) -> Problems:
     by_split = yield from _score_problems(ws, manifest, splits)
     if by_split is not None:
         recomputed |= yield from _prediction_problems(ws, report, by_split)
+        yield from _calibration_problems(report, by_split[CURRENT])
+        recomputed |= yield from _slice_problems(
+            ws, report, manifest, reference, current, by_split[CURRENT]
+        )
     if ws.exists(REQUESTS):
         recomputed |= yield from _serving_problems(ws, report)
     else:
@@ -248,6 +360,15 @@ def _prediction_problems(
     )
     if _far(report["prediction_psi"], expected, DRIFT_TOLERANCE):
         yield f"{REPORT}: prediction_psi: expected {expected:.6f} (PSI of the train vs production y_score in {SCORES}), found {report['prediction_psi']!r}"
+    claimed, groups = report["prediction_psi_by_presentation"], by_split[CURRENT].by_presentation
+    if sorted(claimed) != sorted(str(p) for p in groups):
+        yield f"{REPORT}: prediction_psi_by_presentation: expected one entry per production presentation {sorted(str(p) for p in groups)}, found {sorted(claimed)}"
+    else:
+        for presentation, (_, y_score) in groups.items():
+            value = psi(by_split[REFERENCE].y_score, y_score)
+            found = claimed[str(presentation)]
+            if _far(found, value, DRIFT_TOLERANCE):
+                yield f"{REPORT}: prediction_psi_by_presentation.{presentation}: expected {value:.6f} (PSI of the train y_score vs the {presentation} y_score in {SCORES}), found {found!r}"
     yield from _decay_problems(report, by_split[CURRENT], problem_fields(ws).get("budget"))
     try:
         aucs = [roc_auc(y, s) for y, s in by_split[CURRENT].by_presentation.values()]
@@ -256,6 +377,160 @@ def _prediction_problems(
     except ValueError:  # a presentation with one class only: no AUC to compare
         pass
     return recomputed
+
+
+def _calibration_problems(report: dict, production: _Scores) -> Problems:
+    """The reliability curve of each production presentation (`calibration_bins`)."""
+    claimed = {c["presentation"]: c["bins"] for c in report["calibration"]}
+    groups = production.by_presentation
+    expected = sorted(str(p) for p in groups)
+    if sorted(claimed) != expected or len(claimed) != len(report["calibration"]):
+        yield f"{REPORT}: calibration: expected one entry per production presentation {expected}, found {[c['presentation'] for c in report['calibration']]}"
+        return
+    for presentation, (y_true, y_score) in groups.items():
+        want, have = calibration_bins(y_true, y_score), claimed[str(presentation)]
+        field = f"{REPORT}: calibration[{presentation}].bins"
+        if [round(b["lower"], 6) for b in have] != [round(b["lower"], 6) for b in want]:
+            yield f"{field}: expected the non-empty bins of width 0.1 starting at {[round(b['lower'], 1) for b in want]} (checker.metrics.calibration_bins over the {presentation} rows of {SCORES}), found bins starting at {[b['lower'] for b in have]}"
+            continue
+        for i, (found, value) in enumerate(zip(have, want, strict=True)):
+            for name in ("upper", "count", "mean_score", "fraction_positive"):
+                if _far(found[name], value[name], DRIFT_TOLERANCE):
+                    yield f"{field}[{i}].{name}: expected {value[name]:.6g} (recomputed from the {presentation} rows of {SCORES}), found {found[name]!r}"
+
+
+MAX_ROW_MESSAGES = 8  # problems named one by one in the slice table, then a count
+
+
+def _slice_frame_problems(ws: Workspace, expected: list[dict]) -> Problems:
+    """Check monitoring/slices.csv row by row against the recomputed slice table."""
+    import math
+
+    import pandas as pd
+
+    raw, digest = file_bytes(ws, SLICES, SLICES)
+    frame = parse_split(raw, SLICES, digest).frame
+    missing = [c for c in SLICE_COLUMNS if c not in frame.columns]
+    if missing:
+        yield f"{SLICES}: columns: expected {list(SLICE_COLUMNS)}, found no {', '.join(missing)}"
+        return
+    keys = [
+        (str(m), str(p), str(f))
+        for m, p, f in zip(
+            frame["code_module"], frame["code_presentation"], frame["feature"], strict=True
+        )
+    ]
+    want = {(r["code_module"], r["code_presentation"], r["feature"]): r for r in expected}
+    if sorted(keys) != sorted(want):
+        absent = sorted(set(want) - set(keys))
+        extra = sorted(set(keys) - set(want))
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        yield (
+            f"{SLICES}: rows: expected one row per production slice (code_module, code_presentation) "
+            f"and manifest feature, {len(want)} rows, found {len(keys)}"
+            + (f"; missing {', '.join(' '.join(k) for k in absent[:3])}" if absent else "")
+            + (f"; unexpected {', '.join(' '.join(k) for k in extra[:3])}" if extra else "")
+            + (f"; repeated {', '.join(' '.join(k) for k in twice[:3])}" if twice else "")
+        )
+        return
+    numbers = {c: pd.to_numeric(frame[c], errors="coerce") for c in SLICE_COLUMNS[3:]}
+    problems = []
+    for position, key in enumerate(keys):
+        row, where = want[key], f"{SLICES}: row {position + 2} ({' '.join(key)})"
+        for column in SLICE_COLUMNS[3:]:
+            value, found = row[column], numbers[column].iloc[position]
+            shown = frame[column].iloc[position]
+            if value is None:
+                if not pd.isna(shown):
+                    problems.append(
+                        f"{where}: {column}: expected empty (undefined: one class only, or no train rows of the module), found {shown!r}"
+                    )
+                continue
+            if column in ("rows", "reference_rows"):
+                ok = not math.isnan(found) and found == value
+                text = f"{value}"
+            else:
+                tolerance = (
+                    TOLERANCE if column in ("roc_auc", "recall_at_budget") else DRIFT_TOLERANCE
+                )
+                ok = not math.isnan(found) and abs(found - value) <= tolerance
+                text = f"{value:.6f} (tolerance {tolerance:g})"
+            if not ok:
+                problems.append(
+                    f"{where}: {column}: expected {text}, recomputed from the split files and {SCORES}, found {'empty' if pd.isna(shown) else repr(shown)}"
+                )
+    yield from problems[:MAX_ROW_MESSAGES]
+    if len(problems) > MAX_ROW_MESSAGES:
+        yield f"{SLICES}: and {len(problems) - MAX_ROW_MESSAGES} more figures differ from the recomputed slice table"
+
+
+def _slice_problems(
+    ws: Workspace,
+    report: dict,
+    manifest: dict,
+    reference: Table,
+    current: Table,
+    production: _Scores,
+) -> Generator[str, None, dict[str, float]]:
+    """Yield problems with the slice table and the concept drift the report names; return the
+    recomputed value of the `concept_drift` rule."""
+    label = manifest["label"]
+    for name, table in ((REFERENCE, reference), (CURRENT, current)):
+        absent = [c for c in SLICE_KEYS if c not in table.frame.columns]
+        if absent:
+            yield f"{manifest['splits'][name]['path']}: columns: expected {', '.join(SLICE_KEYS)} (the slices of the monitoring, kept by 02-data-preparation.ipynb), found no {', '.join(absent)}"
+            return {}
+    features = [
+        f
+        for f in manifest["features"]
+        if f in reference.frame.columns and f in current.frame.columns
+    ]
+    budget = problem_fields(ws).get("budget")
+    rows = current.derive(
+        ("slice table", reference.sha256, tuple(features), label, budget, production.digest),
+        lambda: slice_table(
+            reference.frame, current.frame, production.y_score.floats, features, label, budget
+        ),
+    )
+    yield from _slice_frame_problems(ws, rows)
+    best = strongest_shift(rows)
+    drift, field = report["concept_drift"], f"{REPORT}: concept_drift"
+    for name, value in (("min_rows", MIN_SLICE_ROWS), ("min_reference_rows", MIN_REFERENCE_ROWS)):
+        if drift[name] != value:
+            yield f"{field}.{name}: expected {value} (the course's minimum, so that noise in a small slice cannot win), found {drift[name]!r}"
+    if best is None:
+        yield f"{SLICES}: expected at least one slice with {MIN_SLICE_ROWS} production rows and {MIN_REFERENCE_ROWS} train rows of its module, found none: rerun 02-data-preparation.ipynb on more data"
+        return {}
+    chosen = (drift["feature"], drift["slice"]["code_module"], drift["slice"]["code_presentation"])
+    row = next(
+        (r for r in rows if (r["feature"], r["code_module"], r["code_presentation"]) == chosen),
+        None,
+    )
+    picked = (
+        f"feature {best['feature']!r} in slice {best['code_module']} {best['code_presentation']}"
+    )
+    criterion = (
+        f"the largest concept_shift, {best['concept_shift']:.4f}, among slices with at least "
+        f"{MIN_SLICE_ROWS} production rows and {MIN_REFERENCE_ROWS} train rows of their module"
+    )
+    if row is None:
+        yield f"{field}: expected {picked} ({criterion}), found feature {chosen[0]!r} in slice {chosen[1]} {chosen[2]}, which is not a manifest feature in a production slice"
+        return {"concept_drift": best["concept_shift"]}
+    if row is not best and not (
+        eligible(row) and row["concept_shift"] >= best["concept_shift"] - 1e-12
+    ):
+        found = "not eligible" if not eligible(row) else f"concept_shift {row['concept_shift']:.4f}"
+        yield f"{field}: expected {picked} ({criterion}), found feature {chosen[0]!r} in slice {chosen[1]} {chosen[2]} ({found})"
+    for name in ("rows", "psi", "relation_auc_reference", "relation_auc", "concept_shift"):
+        value = row[name]
+        if value is None:  # an undefined figure: the choice itself is already wrong
+            continue
+        if name == "rows":
+            if drift[name] != value:
+                yield f"{field}.rows: expected {value} (the slice table's {chosen[1]} {chosen[2]} {chosen[0]}, recomputed), found {drift[name]!r}"
+        elif _far(drift[name], value, DRIFT_TOLERANCE):
+            yield f"{field}.{name}: expected {value:.6f} (the slice table's {chosen[1]} {chosen[2]} {chosen[0]}, recomputed), found {drift[name]!r}"
+    return {"concept_drift": best["concept_shift"]}
 
 
 def _serving_problems(ws: Workspace, report: dict) -> Generator[str, None, dict[str, float]]:
@@ -272,7 +547,7 @@ def _serving_problems(ws: Workspace, report: dict) -> Generator[str, None, dict[
     return recomputed
 
 
-DRIFT_RULES = ("feature_psi_max", "prediction_psi")
+DRIFT_RULES = ("feature_psi_max", "prediction_psi", "concept_drift")
 
 
 def _tolerance(rule: str, value: float) -> float:

@@ -365,3 +365,49 @@ def test_score_metric_names_the_success_metrics_that_score_a_ranking() -> None:
         metrics.score_metric("recall_at_budget")
     with pytest.raises(ValueError, match="expected a score metric"):
         metrics.score_metric("f1")
+
+
+# --- concept drift: the relation between a feature and the outcome -----------------------------
+
+
+def test_psi_bin_index_uses_the_bins_of_psi() -> None:
+    reference = pd.Series(np.arange(1.0, 11.0))  # deciles 1.9, 2.8, ..., 9.1
+    values = pd.Series([1.0, 1.9, 2.0, 10.0, np.nan, np.inf])
+    index = metrics.psi_bin_index(reference, values)
+    assert index.tolist() == [0, 0, 1, 9, 10, 10]  # (-inf, 1.9], (1.9, 2.8], ..., missing
+    _, _, counts = psi_counts(reference, values)
+    assert np.bincount(metrics.psi_bin_index(reference, values), minlength=11).tolist() == counts
+
+
+def test_psi_bin_index_of_categories_marks_the_unseen_and_the_missing() -> None:
+    reference = pd.Series(["b", "a", None, "a"])
+    index = metrics.psi_bin_index(reference, pd.Series(["a", "b", "new", None]))
+    assert index.tolist() == [0, 1, -1, 2]  # a, b, not in the reference, missing
+
+
+def test_relation_scores_are_the_reference_rates_per_bin() -> None:
+    reference = pd.Series(["a", "a", "a", "a", "b", "b", None, None])
+    y = [1, 1, 1, 0, 0, 1, 0, 0]
+    scores = metrics.relation_scores(reference, y, pd.Series(["a", "b", None, "new"]))
+    assert scores.tolist() == pytest.approx([0.75, 0.5, 0.0, 4 / 8])  # new: the overall rate
+
+
+def test_concept_shift_sees_a_changed_relation_but_not_a_changed_base_rate() -> None:
+    rng = np.random.default_rng(7)
+    x = pd.Series(rng.random(4000))
+    y = (rng.random(4000) < np.where(x < 0.3, 0.9, 0.2)).astype(int)  # low x: at risk
+    # More at risk, the same learners per class: half the others left (a base-rate shift).
+    riskier = (y == 1) | (np.arange(4000) % 2 == 0)
+    same = metrics.concept_shift(x, y, x, y, x[riskier], y[riskier])
+    assert y[riskier].mean() > y.mean() + 0.15
+    assert abs(same["concept_shift"]) < 0.02
+    flat = (rng.random(4000) < 0.5).astype(int)  # x no longer says anything
+    moved = metrics.concept_shift(x, y, x, y, x, flat)
+    assert moved["relation_auc_reference"] == pytest.approx(skm.roc_auc_score(y, np.where(
+        x < 0.3, 1, 0)), abs=0.05)  # fmt: skip
+    assert moved["concept_shift"] > 0.25
+    assert moved["concept_shift"] == pytest.approx(
+        moved["relation_auc_reference"] - moved["relation_auc"]
+    )
+    with pytest.raises(ValueError, match="both classes"):
+        metrics.concept_shift(x, y, x, y, x, np.zeros(4000))

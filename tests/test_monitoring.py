@@ -395,3 +395,270 @@ def test_monitored_passes_on_the_solution_chain(chain_workspace: Path) -> None:
 def test_tampered_recall_fails(ws: Path) -> None:
     edit(ws, lambda r: r["decay"][1].update(recall_at_budget=0.95))
     assert "decay[2014J].recall_at_budget: expected 0.4" in messages(ws)
+
+
+# --- concept drift: calibration, prediction drift by presentation, the slice table -------------
+
+SLICES = "monitoring/slices.csv"
+HINT = "06-monitoring.ipynb"
+
+
+def slice_frame(ws: Path) -> pd.DataFrame:
+    return pd.read_csv(ws / SLICES)
+
+
+def failing(ws: Path) -> list[str]:
+    result = check(ws)
+    assert not result.passed and HINT in result.hint
+    return result.messages
+
+
+def test_the_valid_report_names_score_mean_60_in_bbb_2014j(ws: Path) -> None:
+    """On the CI sample (0.3) the course's criterion still finds the drift of the full data."""
+    drift = load(ws)["concept_drift"]
+    assert drift["feature"] == "score_mean_60"
+    assert drift["slice"] == {"code_module": "BBB", "code_presentation": "2014J"}
+    assert drift["concept_shift"] > 0.1 and drift["psi"] > 0.5
+    assert alert(load(ws), "concept_drift")["fired"] is True
+    assert list(slice_frame(ws).columns) == list(monitoring.SLICE_COLUMNS)
+    manifest = json.loads((ws / "data" / "manifest.json").read_text())
+    train, production = (
+        pd.read_csv(ws / manifest["splits"][n]["path"]) for n in ("train", "production")
+    )
+    assert psi(train["score_mean_60"], production["score_mean_60"]) < 0.1  # "stable" overall
+
+
+def runner_up(ws: Path) -> pd.Series:
+    table = slice_frame(ws)
+    eligible = table[
+        (table["rows"] >= monitoring.MIN_SLICE_ROWS)
+        & (table["reference_rows"] >= monitoring.MIN_REFERENCE_ROWS)
+    ].sort_values("concept_shift", ascending=False)
+    return eligible.iloc[1]
+
+
+def point_at(report: dict, row: pd.Series) -> None:
+    """The learner's concept drift, consistent with the table, but for another row."""
+    report["concept_drift"].update(
+        feature=row["feature"],
+        slice={"code_module": row["code_module"], "code_presentation": row["code_presentation"]},
+        rows=int(row["rows"]),
+        **{k: float(row[k]) for k in ("psi", "relation_auc_reference", "relation_auc")},
+        concept_shift=float(row["concept_shift"]),
+    )
+
+
+def test_a_slice_that_is_not_the_largest_shift_fails(ws: Path) -> None:
+    second = runner_up(ws)
+    edit(ws, lambda r: point_at(r, second))
+    [message] = failing(ws)
+    assert message.startswith(
+        f"{REPORT}: concept_drift: expected feature 'score_mean_60' in slice BBB 2014J (the "
+        "largest concept_shift, 0.1"
+    )
+    assert (
+        "among slices with at least 300 production rows and 100 train rows of their module"
+        in message
+    )
+    assert (
+        f"found feature {second['feature']!r} in slice {second['code_module']} "
+        f"{second['code_presentation']} (concept_shift {second['concept_shift']:.4f})"
+    ) in message
+
+
+def test_the_largest_shift_of_a_slice_too_small_to_judge_fails(ws: Path) -> None:
+    """Without the minimum row count, noise can win: a small slice is not eligible."""
+    table = slice_frame(ws)
+    small = table[table["rows"] < monitoring.MIN_SLICE_ROWS].dropna(subset=["concept_shift"])
+    row = small.sort_values("concept_shift", ascending=False).iloc[0]
+    edit(ws, lambda r: point_at(r, row))
+    [message] = failing(ws)
+    assert "expected feature 'score_mean_60' in slice BBB 2014J" in message
+    assert message.endswith("(not eligible)")
+
+
+def test_the_minimum_row_counts_are_the_courses(ws: Path) -> None:
+    edit(ws, lambda r: r["concept_drift"].update(min_rows=50))
+    assert failing(ws) == [
+        f"{REPORT}: concept_drift.min_rows: expected 300 (the course's minimum, so that noise in "
+        "a small slice cannot win), found 50"
+    ]
+
+
+def test_a_slice_that_does_not_exist_fails(ws: Path) -> None:
+    edit(ws, lambda r: r["concept_drift"]["slice"].update(code_module="ZZZ"))
+    [message] = failing(ws)
+    assert "which is not a manifest feature in a production slice" in message
+
+
+def test_the_numbers_behind_the_choice_must_be_the_tables(ws: Path) -> None:
+    edit(ws, lambda r: r["concept_drift"].update(psi=0.08))
+    [message] = failing(ws)
+    assert message.startswith(f"{REPORT}: concept_drift.psi: expected 0.9")
+    assert "(the slice table's BBB 2014J score_mean_60, recomputed), found 0.08" in message
+
+
+def test_the_rows_behind_the_choice_must_be_the_tables(ws: Path) -> None:
+    edit(ws, lambda r: r["concept_drift"].update(rows=1000))
+    [message] = failing(ws)
+    assert message.startswith(f"{REPORT}: concept_drift.rows: expected 554 (the slice table's")
+    assert message.endswith("found 1000")
+
+
+def test_concept_drift_is_required(ws: Path) -> None:
+    edit(ws, lambda r: r.pop("concept_drift"))
+    assert f"{REPORT}: concept_drift: expected this field, found it missing" in failing(ws)
+
+
+def test_a_slice_table_number_off_fails(ws: Path) -> None:
+    table = slice_frame(ws)
+    at = table.index[(table["code_module"] == "BBB") & (table["code_presentation"] == "2014J")
+                     & (table["feature"] == "score_mean_60")][0]  # fmt: skip
+    expected = table.loc[at, "psi"]
+    table.loc[at, "psi"] = 0.08
+    table.to_csv(ws / SLICES, index=False)
+    assert failing(ws) == [
+        f"{SLICES}: row {at + 2} (BBB 2014J score_mean_60): psi: expected {expected:.6f} "
+        "(tolerance 1e-06), recomputed from the split files and monitoring/scores.csv.gz, "
+        "found np.float64(0.08)"
+    ]
+
+
+def test_a_figure_that_is_undefined_must_be_empty(ws: Path) -> None:
+    """A module new in 2014 (CCC) has no 2013 relation to lose."""
+    table = slice_frame(ws)
+    at = table.index[table["code_module"] == "CCC"][0]
+    table.loc[at, "relation_auc_reference"] = 0.5
+    table.to_csv(ws / SLICES, index=False)
+    [message] = failing(ws)
+    assert message.startswith(f"{SLICES}: row {at + 2} (CCC ")
+    assert (
+        "relation_auc_reference: expected empty (undefined: one class only, or no train rows of the module)"
+        in message
+    )
+
+
+def test_the_slice_table_needs_every_slice_and_feature(ws: Path) -> None:
+    table = slice_frame(ws)
+    table[table["feature"] != "gender"].to_csv(ws / SLICES, index=False)
+    [message] = failing(ws)
+    assert message.startswith(
+        f"{SLICES}: rows: expected one row per production slice (code_module, code_presentation) "
+        f"and manifest feature, {len(table)} rows, found {len(table) - 13}; missing AAA 2014J gender"
+    )
+
+
+def test_a_slice_table_with_text_for_numbers_gets_a_message(ws: Path) -> None:
+    table = slice_frame(ws).astype({"rows": object})
+    table.loc[0, "rows"] = "many"
+    table.to_csv(ws / SLICES, index=False)
+    [message] = failing(ws)
+    assert message.startswith(f"{SLICES}: row 2 (AAA 2014J ")
+    assert message.endswith(
+        "rows: expected 98, recomputed from the split files and monitoring/scores.csv.gz, "
+        "found 'many'"
+    )
+
+
+def test_the_slice_table_missing_fails(ws: Path) -> None:
+    (ws / SLICES).unlink()
+    assert f"{SLICES}: file {SLICES} not found in the workspace" in failing(ws)
+
+
+def test_many_wrong_figures_are_counted_not_all_listed(ws: Path) -> None:
+    table = slice_frame(ws)
+    table["psi"] = table["psi"] + 1
+    table.to_csv(ws / SLICES, index=False)
+    messages = failing(ws)
+    assert len(messages) == monitoring.MAX_ROW_MESSAGES + 1
+    assert messages[-1] == (
+        f"{SLICES}: and {len(table) - monitoring.MAX_ROW_MESSAGES} more figures differ from the "
+        "recomputed slice table"
+    )
+
+
+def test_the_concept_drift_rule_must_follow_its_value(ws: Path) -> None:
+    edit(ws, lambda r: alert(r, "concept_drift").update(fired=False))
+    text = messages(ws)
+    assert "(concept_drift).fired: expected true (value 0.1" in text
+    assert "> threshold 0.05), found false" in text
+
+
+def test_the_concept_drift_rule_carries_the_largest_shift(ws: Path) -> None:
+    edit(ws, lambda r: alert(r, "concept_drift").update(value=0.01, fired=False))
+    assert "(concept_drift).value: expected 0.1" in messages(ws)
+
+
+def test_the_concept_drift_rule_is_required(ws: Path) -> None:
+    edit(ws, lambda r: r.update(alerts=[a for a in r["alerts"] if a["rule"] != "concept_drift"]))
+    assert "found no concept_drift" in messages(ws)
+
+
+def test_keep_when_only_concept_drift_fired_fails(ws: Path) -> None:
+    def only_concept_drift(report: dict) -> None:
+        for a in report["alerts"]:
+            if a["rule"] != "concept_drift" and a["fired"]:
+                a["threshold"], a["fired"] = a["value"] + 1, False
+        report["decision"] = "keep"
+
+    edit(ws, only_concept_drift)
+    assert failing(ws) == [
+        f"{REPORT}: decision: expected retrain or rollback because alerts fired (concept_drift), "
+        "found 'keep'"
+    ]
+
+
+def test_tampered_calibration_fails(ws: Path) -> None:
+    def tamper(report: dict) -> None:
+        report["calibration"][1]["bins"][0]["count"] += 3
+
+    edit(ws, tamper)
+    [message] = failing(ws)
+    assert message.startswith(f"{REPORT}: calibration[2014J].bins[0].count: expected ")
+    assert "(recomputed from the 2014J rows of monitoring/scores.csv.gz)" in message
+
+
+def test_calibration_needs_each_presentation(ws: Path) -> None:
+    edit(ws, lambda r: r["calibration"].pop())
+    assert failing(ws) == [
+        f"{REPORT}: calibration: expected one entry per production presentation "
+        "['2014B', '2014J'], found ['2014B']"
+    ]
+
+
+def test_calibration_bins_must_be_the_courses(ws: Path) -> None:
+    edit(ws, lambda r: r["calibration"][0]["bins"].pop(0))
+    [message] = failing(ws)
+    assert message.startswith(
+        f"{REPORT}: calibration[2014B].bins: expected the non-empty bins of width 0.1 starting at"
+    )
+
+
+def test_tampered_prediction_psi_by_presentation_fails(ws: Path) -> None:
+    edit(ws, lambda r: r["prediction_psi_by_presentation"].update({"2014J": 0.3}))
+    [message] = failing(ws)
+    assert message.startswith(f"{REPORT}: prediction_psi_by_presentation.2014J: expected 0.0")
+    assert (
+        "(PSI of the train y_score vs the 2014J y_score in monitoring/scores.csv.gz), found 0.3"
+        in message
+    )
+
+
+def test_prediction_psi_by_presentation_needs_each_presentation(ws: Path) -> None:
+    edit(ws, lambda r: r["prediction_psi_by_presentation"].pop("2014B"))
+    assert failing(ws) == [
+        f"{REPORT}: prediction_psi_by_presentation: expected one entry per production "
+        "presentation ['2014B', '2014J'], found ['2014J']"
+    ]
+
+
+def test_splits_without_the_slice_columns_get_a_message(ws: Path) -> None:
+    manifest = json.loads((ws / "data/manifest.json").read_text())
+    rel = manifest["splits"]["production"]["path"]
+    frame = pd.read_csv(ws / rel).rename(columns={"code_module": "module"})
+    frame.to_csv(ws / rel, index=False, compression={"method": "gzip", "mtime": 0})
+    text = messages(ws)
+    assert (
+        f"{rel}: columns: expected code_module, code_presentation (the slices of the monitoring, kept by 02-data-preparation.ipynb), found no code_module"
+        in text
+    )

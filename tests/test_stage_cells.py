@@ -216,6 +216,17 @@ def decide(alerts):
 """
 
 
+LISTED_MODEL_RULES = """
+def decide(alerts):
+    fired = {a["rule"] for a in alerts if a["fired"]}
+    if fired & {"latency_p95_ms", "error_rate"}:
+        return "rollback"
+    if fired & {"feature_psi_max", "prediction_psi", "auc_drop"}:
+        return "retrain"
+    return "keep"
+"""
+
+
 def test_the_solution_decide_passes():
     namespace = run(cell("06-monitoring.ipynb", "s06-decide").split("\ndecision =")[0], {})
     run(cell("06-monitoring.ipynb", "s06-decide-tests"), namespace)
@@ -232,6 +243,14 @@ def test_a_decide_that_puts_retrain_first_passes_visible_tests_but_not_hidden_on
     run(visible(source), run(RETRAIN_FIRST, {}))
     with pytest.raises(AssertionError, match="a serving alert and a drift alert: rollback first"):
         run(source, run(RETRAIN_FIRST, {}))
+
+
+def test_a_decide_that_ignores_the_concept_drift_trigger_passes_visible_tests_but_not_hidden_ones():
+    """The retrain trigger of stage 06 is a rule like any other model rule: it must retrain."""
+    source = cell("06-monitoring.ipynb", "s06-decide-tests")
+    run(visible(source), run(LISTED_MODEL_RULES, {}))
+    with pytest.raises(AssertionError, match="concept drift alone: the retrain trigger"):
+        run(source, run(LISTED_MODEL_RULES, {}))
 
 
 # --- stage 07: should_promote ----------------------------------------------------------------

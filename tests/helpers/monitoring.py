@@ -69,7 +69,12 @@ THRESHOLDS = {
     "auc_drop": 0.05,
     "latency_p95_ms": LATENCY_BUDGET_MS,
     "error_rate": 0.02,
+    "concept_drift": 0.05,
 }
+CRITERION = (
+    "the slice (module x presentation, at least 300 production rows and 100 train rows of its "
+    "module) and feature with the largest concept_shift"
+)
 SOURCES = [
     "studentInfo",
     "studentRegistration",
@@ -214,6 +219,36 @@ def write_monitoring(ws: Path, manifest: dict) -> dict:
         }
         for presentation, part in by_split["production"].groupby("code_presentation")
     ]
+    prediction_psi_by_presentation = {
+        str(presentation): metrics.psi(by_split["train"]["y_score"], part["y_score"])
+        for presentation, part in by_split["production"].groupby("code_presentation")
+    }
+    calibration = [
+        {
+            "presentation": str(presentation),
+            "bins": metrics.calibration_bins(part["y_true"], part["y_score"]),
+        }
+        for presentation, part in by_split["production"].groupby("code_presentation")
+    ]
+    rows = monitoring.slice_table(
+        reference,
+        current,
+        by_split["production"]["y_score"].to_numpy(),
+        manifest["features"],
+        "at_risk",
+        BUDGET,
+    )
+    write_slices(ws, rows)
+    best = monitoring.strongest_shift(rows)
+    concept_drift = {
+        "feature": best["feature"],
+        "slice": {k: best[k] for k in monitoring.SLICE_KEYS},
+        "criterion": CRITERION,
+        "min_rows": monitoring.MIN_SLICE_ROWS,
+        "min_reference_rows": monitoring.MIN_REFERENCE_ROWS,
+        **{k: best[k] for k in ("rows", "psi", "relation_auc_reference", "relation_auc")},
+        "concept_shift": best["concept_shift"],
+    }
     valid_auc = metrics.roc_auc(by_split["valid"]["y_true"], by_split["valid"]["y_score"])
     records = [json.loads(line) for line in (ws / monitoring.REQUESTS).read_text().splitlines()]
     serving = {
@@ -226,6 +261,7 @@ def write_monitoring(ws: Path, manifest: dict) -> dict:
         "auc_drop": valid_auc - min(d["roc_auc"] for d in decay),
         "latency_p95_ms": serving["p95_ms"],
         "error_rate": serving["error_rate"],
+        "concept_drift": best["concept_shift"],
     }
     alerts = [
         {
@@ -245,13 +281,23 @@ def write_monitoring(ws: Path, manifest: dict) -> dict:
         "current": "production",
         "features": features,
         "prediction_psi": prediction_psi,
+        "prediction_psi_by_presentation": prediction_psi_by_presentation,
         "decay": decay,
+        "calibration": calibration,
+        "concept_drift": concept_drift,
         "serving": serving,
         "alerts": alerts,
         "decision": decision,
     }
     write_report(ws, report)
     return report
+
+
+def write_slices(ws: Path, rows: list[dict]) -> None:
+    """`monitoring/slices.csv` as stage 06 writes it (undefined figures left empty)."""
+    path = ws / monitoring.SLICES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=list(monitoring.SLICE_COLUMNS)).to_csv(path, index=False)
 
 
 def write_report(ws: Path, report: dict) -> None:
