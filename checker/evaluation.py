@@ -157,16 +157,7 @@ def _threshold_problems(
     ) != _tally(valid, key, label):
         yield f"{VALID_SCORES}: y_true: expected the valid split's {label} on every row, found other labels"
         return
-    budget, threshold = report["budget"], report["threshold"]
-    expected, low, high = threshold_bounds(s, budget)
-    if not low - TOLERANCE <= threshold <= high + TOLERANCE:
-        yield (
-            f"{REPORT}: threshold: expected the 1 - budget quantile of the valid scores "
-            f"(np.quantile of y_score in {VALID_SCORES} at {1 - budget:g}: {expected:.6f}, "
-            f"anything from {low:.6f} to {high:.6f}), found {threshold!r}, which flags "
-            f"{flagged_share(s, threshold):.1%} of the valid learners against a budget of "
-            f"{budget:.0%}: choose the threshold on the valid split, from the budget, never on test"
-        )
+    yield from _quantile_problems("threshold", "y_score", s, report["budget"], report["threshold"])
 
 
 def _column_problems(pred: Table, attributes: list[str]) -> list[str]:
@@ -569,13 +560,28 @@ def _baseline_threshold_problems(ws: Workspace, report: dict) -> Problems:
     if len(s) == 0 or (~np.isfinite(s) | (s < 0) | (s > 1)).any():
         yield f"{VALID_SCORES}: {BASELINE_VALID_COLUMN}: expected a probability in [0, 1] on every row, found other values"
         return
-    budget, threshold = report["budget"], report["baseline"]["threshold"]
+    yield from _quantile_problems(
+        "baseline.threshold",
+        BASELINE_VALID_COLUMN,
+        s,
+        report["budget"],
+        report["baseline"]["threshold"],
+    )
+
+
+def _quantile_problems(
+    field: str, column: str, s: np.ndarray, budget: float, threshold: float
+) -> Problems:
+    """A decision threshold (`field` of the report) must be the `1 - budget` quantile of the
+    valid scores in `column` of valid_scores.csv (`threshold_bounds`)."""
     expected, low, high = threshold_bounds(s, budget)
     if not low - TOLERANCE <= threshold <= high + TOLERANCE:
         yield (
-            f"{REPORT}: baseline.threshold: expected the 1 - budget quantile of the baseline's "
-            f"validation scores ({BASELINE_VALID_COLUMN} in {VALID_SCORES}: {expected:.6f}, "
-            f"anything from {low:.6f} to {high:.6f}), found {threshold!r}"
+            f"{REPORT}: {field}: expected the 1 - budget quantile of the valid scores "
+            f"(np.quantile of {column} in {VALID_SCORES} at {1 - budget:g}: {expected:.6f}, "
+            f"anything from {low:.6f} to {high:.6f}), found {threshold!r}, which flags "
+            f"{flagged_share(s, threshold):.1%} of the valid learners against a budget of "
+            f"{budget:.0%}: choose the threshold on the valid split, from the budget, never on test"
         )
 
 

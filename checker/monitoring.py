@@ -296,13 +296,29 @@ def _by_split(scores: Table) -> dict[str, _Scores]:
     }
 
 
+def _per_presentation(
+    report: dict, key: str, production: _Scores
+) -> tuple[dict[str, dict], str | None]:
+    """The entries of `report[key]` by presentation, or the problem when they are not exactly
+    one per production presentation."""
+    entries = report[key]
+    claimed = {e["presentation"]: e for e in entries}
+    expected = sorted(str(p) for p in production.by_presentation)
+    if sorted(claimed) != expected or len(claimed) != len(entries):
+        found = [e["presentation"] for e in entries]
+        return (
+            {},
+            f"{REPORT}: {key}: expected one entry per production presentation {expected}, found {found}",
+        )
+    return claimed, None
+
+
 def _decay_problems(report: dict, production: _Scores, budget: float | None) -> Problems:
-    claimed = {d["presentation"]: d for d in report["decay"]}
-    groups = production.by_presentation
-    expected = sorted(str(p) for p in groups)
-    if sorted(claimed) != expected or len(claimed) != len(report["decay"]):
-        yield f"{REPORT}: decay: expected one entry per production presentation {expected}, found {[d['presentation'] for d in report['decay']]}"
+    claimed, problem = _per_presentation(report, "decay", production)
+    if problem:
+        yield problem
         return
+    groups = production.by_presentation
     for presentation, (y_true, y_score) in groups.items():
         entry, field = claimed[str(presentation)], f"{REPORT}: decay[{presentation}]"
         if entry["rows"] != len(y_true):
@@ -381,12 +397,12 @@ def _prediction_problems(
 
 def _calibration_problems(report: dict, production: _Scores) -> Problems:
     """The reliability curve of each production presentation (`calibration_bins`)."""
-    claimed = {c["presentation"]: c["bins"] for c in report["calibration"]}
-    groups = production.by_presentation
-    expected = sorted(str(p) for p in groups)
-    if sorted(claimed) != expected or len(claimed) != len(report["calibration"]):
-        yield f"{REPORT}: calibration: expected one entry per production presentation {expected}, found {[c['presentation'] for c in report['calibration']]}"
+    entries, problem = _per_presentation(report, "calibration", production)
+    if problem:
+        yield problem
         return
+    claimed = {p: entry["bins"] for p, entry in entries.items()}
+    groups = production.by_presentation
     for presentation, (y_true, y_score) in groups.items():
         want, have = calibration_bins(y_true, y_score), claimed[str(presentation)]
         field = f"{REPORT}: calibration[{presentation}].bins"

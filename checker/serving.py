@@ -12,8 +12,7 @@ import hashlib
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable, Generator
-from typing import Any
+from collections.abc import Generator
 
 import numpy as np
 import pandas as pd
@@ -21,13 +20,7 @@ import pandas as pd
 from checker.contract import all_valid, schema_problems, valid_json
 from checker.errors import Invalid
 from checker.manifest import manifest_field, read_manifest, split_table
-from checker.metrics import (
-    average_precision,
-    bootstrap_interval,
-    percentile,
-    recall_at_budget,
-    roc_auc,
-)
+from checker.metrics import SCORE_METRICS, bootstrap_interval, percentile, score_metric
 from checker.problem import problem_fields
 from checker.registry import Problems, check
 from checker.store import DELETED, open_store, read_registry
@@ -322,8 +315,6 @@ def _summary_problems(ws: Workspace, records: list[tuple[int, dict]], config: di
 
 # --- the canary analysis: the two arms on the labelled outcomes of the replay --------------------
 
-# The metrics of scores a canary arm can be judged on (problem.yaml success.metric).
-SCORE_METRICS = ("recall_at_budget", "roc_auc", "pr_auc")
 MIN_ROUNDS = 200
 MIN_ARM_LEARNERS = 20
 VALUE_TOLERANCE = 1e-9
@@ -333,14 +324,6 @@ CANARY_RULE = (
     "latency above the budget, or their fallback rate is more than fallback_margin above the "
     "champion's; else promote when the interval's lower bound is above 0; else hold"
 )
-
-
-def score_metric(name: str, budget: float | None) -> Callable[[Any, Any], float] | None:
-    """The function of problem.yaml's success metric on (labels, scores), or None when it is
-    not a metric of scores (a label metric needs a threshold the canary does not have)."""
-    if name == "recall_at_budget":
-        return None if budget is None else lambda y, s: recall_at_budget(y, s, budget)
-    return {"roc_auc": roc_auc, "pr_auc": average_precision}.get(name)
 
 
 def canary_verdict(
@@ -429,13 +412,13 @@ def recompute_canary(
     if metric_name == "recall_at_budget" and canary.get("budget") != budget:
         yield f"{CANARY}: budget: expected {budget} ({PROBLEM} success.budget), found {canary.get('budget')}"
         return None
-    metric = score_metric(metric_name, budget)
-    if metric is None:
+    if metric_name not in SCORE_METRICS or (metric_name == "recall_at_budget" and budget is None):
         yield (
             f"{CANARY}: metric: expected a metric of scores ({', '.join(SCORE_METRICS)}) to judge "
             f"the arms on, found {metric_name} ({PROBLEM} success.metric)"
         )
         return None
+    metric = score_metric(metric_name, budget)
     if canary["rounds"] < MIN_ROUNDS:
         yield (
             f"{CANARY}: rounds: expected at least {MIN_ROUNDS} bootstrap rounds (fewer make the "

@@ -517,7 +517,10 @@ def test_a_baseline_threshold_not_chosen_on_its_validation_scores_fails(ws: Path
     edit_report(ws, lambda r: r["baseline"].update(threshold=threshold))
     recompute_uncertainty(ws)
     fails_with(
-        ws, f"{REPORT}: baseline.threshold: expected the 1 - budget quantile of the baseline"
+        ws,
+        f"{REPORT}: baseline.threshold: expected the 1 - budget quantile of the valid scores",
+        "baseline_score",
+        "flags",
     )
 
 
