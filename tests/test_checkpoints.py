@@ -21,6 +21,7 @@ from tests.helpers.training import (
     add_training_runs,
 )
 from tests.helpers.untrusted import deadline, failed, snapshot
+from tests.helpers.untrusted import fails_with as check_fails_with
 
 STORE = "mlflow.db"
 
@@ -46,12 +47,8 @@ def messages(ws: Path) -> list[str]:
     return failed("checkpointed", ws).messages
 
 
-def fails_with(ws: Path, *words: str) -> str:
-    """The one message that contains every word (the check must fail with it)."""
-    found = messages(ws)
-    matching = [m for m in found if all(w in m for w in words)]
-    assert matching, f"no message with {words} in {found}"
-    return matching[0]
+def fails_with(ws: Path, *fragments: str) -> str:
+    return check_fails_with("checkpointed", ws, *fragments)
 
 
 def index_path(ws: Path, run_id: str) -> Path:

@@ -19,20 +19,12 @@ import pandas as pd
 from scipy.stats import ks_2samp
 
 from checker import metrics, monitoring
+from tests.helpers.problem import VALID_PROBLEM
+from tests.helpers.workspace import FEATURES as RAW_COLUMNS
 from tests.helpers.workspace import OULAD, write_csv_gz, write_manifest
 
-COLUMNS = [
-    "id_student",
-    "code_module",
-    "code_presentation",
-    "gender",
-    "region",
-    "highest_education",
-    "imd_band",
-    "age_band",
-    "num_of_prev_attempts",
-    "studied_credits",
-    "disability",
+COLUMNS = [  # the day-60 split columns stage 02 writes
+    *[c for c in RAW_COLUMNS if c != "at_risk"],
     "date_registration",
     "score_mean_60",
     "submitted_60",
@@ -41,26 +33,6 @@ COLUMNS = [
 ]
 FEATURES = [c for c in COLUMNS if c not in {"id_student", "code_presentation", "at_risk"}]
 HORIZON = 60
-PROBLEM = """\
-prediction:
-  target: at_risk
-  definition: final_result is Fail or Withdrawn
-  horizon_day: 60
-users:
-  - who: tutors
-    decision: which learners to call in the week after day 60
-success:
-  metric: recall_at_budget
-  target: 0.6
-  budget: 0.3
-  outcome: raise completion among contacted learners by 2 points
-constraints:
-  latency_p95_ms: 200
-  max_fairness_gap: 0.1
-baseline:
-  description: tutors call learners who missed the first assessment
-  metric_value: 0.45
-"""
 BUDGET = 0.3
 LATENCY_BUDGET_MS = 200.0
 THRESHOLDS = {
@@ -309,7 +281,7 @@ def write_report(ws: Path, report: dict) -> None:
 def build_monitoring_workspace(ws: Path, sample_frac: float = 0.3, seed: int = 42) -> Path:
     """A workspace that passes `monitored`: stage 01/02/05 artifacts plus stage 06's."""
     ws.mkdir(parents=True, exist_ok=True)
-    (ws / "problem.yaml").write_text(PROBLEM, encoding="utf-8")
+    (ws / "problem.yaml").write_text(VALID_PROBLEM, encoding="utf-8")
     manifest = write_stage_splits(ws, sample_frac, seed)
     production = pd.read_csv(ws / manifest["splits"]["production"]["path"])
     write_requests(ws, production, seed=seed)

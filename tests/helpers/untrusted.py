@@ -82,12 +82,12 @@ def failed(name: str, ws: Path, seconds: float = 30) -> checker.CheckResult:
 
 
 def fails_with(name: str, ws: Path, *fragments: str, seconds: float = 30) -> str:
-    """Run the check `name`, assert it failed (`failed`) with messages holding every fragment,
-    and return those messages as one text."""
-    text = "\n".join(failed(name, ws, seconds).messages)
-    for fragment in fragments:
-        assert fragment in text, f"{fragment!r} not in:\n{text}"
-    return text
+    """Run the check `name`, assert it failed (`failed`) with one message holding every
+    fragment, and return that message."""
+    found = failed(name, ws, seconds).messages
+    matching = [m for m in found if all(f in m for f in fragments)]
+    assert matching, f"no message with {fragments} in:\n" + "\n".join(found)
+    return matching[0]
 
 
 def load_manifest(ws: Path) -> dict:
