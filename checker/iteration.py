@@ -297,6 +297,10 @@ def reload_problems(
             bad.append(
                 f"{where}: model_version: expected any version but the retired {r['model_version']}, found {r['model_version']}: the server still answers with a retired version (reload it after retiring)"
             )
+        if r["fallback"] and " raised " in (r["fallback_reason"] or ""):
+            bad.append(
+                f"{where}: fallback_reason: expected every model of the reloaded server to answer, found {r['fallback_reason']!r}: give the reloaded service what its models need (config.json features and typical)"
+            )
         moment = _time(r["time"])
         if moment is None:
             bad.append(f"{where}: time: expected an ISO 8601 time, found {r['time']!r}")

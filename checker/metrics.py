@@ -565,11 +565,14 @@ def group_gap(
 
 
 def score_metric(name: str, budget: float | None = None) -> Callable[[Any, Any], float]:
-    """`metric(y_true, y_score)` for a success metric that scores a ranking (`SCORE_METRICS`),
-    `metric_value` with the budget bound: what a paired comparison (stage 07) bootstraps.
-    ValueError for another name, or for `recall_at_budget` without a budget in (0, 1]."""
-    if name not in SCORE_METRICS:
-        raise ValueError(f"expected a score metric ({', '.join(SCORE_METRICS)}), found {name!r}")
-    if name == "recall_at_budget" and (budget is None or not 0 < budget <= 1):
-        raise ValueError(f"recall_at_budget needs a budget in (0, 1], found {budget!r}")
+    """`metric(y_true, y_score)` for any success metric problem.yaml may declare: `metric_value`
+    with the budget bound. A ranking metric (`SCORE_METRICS`) scores the ranking; a label metric
+    (`recall`, `precision`, `f1`, `accuracy`) the decisions that flag the `budget` share with the
+    highest scores. What a canary's arms (stage 05) and a paired comparison (stage 07) bootstrap.
+    ValueError for another name, or for a metric that needs the budget without one in (0, 1]."""
+    if name not in SCORE_METRICS + LABEL_METRICS:
+        known = ", ".join(SCORE_METRICS + LABEL_METRICS)
+        raise ValueError(f"expected a success metric ({known}), found {name!r}")
+    if name not in ("roc_auc", "pr_auc") and (budget is None or not 0 < budget <= 1):
+        raise ValueError(f"{name} needs a budget in (0, 1], found {budget!r}")
     return lambda y_true, y_score: metric_value(name, y_true, y_score, budget or 0.0)

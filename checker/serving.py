@@ -20,7 +20,13 @@ import pandas as pd
 from checker.contract import all_valid, schema_problems, valid_json
 from checker.errors import Invalid
 from checker.manifest import manifest_field, read_manifest, split_table
-from checker.metrics import SCORE_METRICS, bootstrap_interval, percentile, score_metric
+from checker.metrics import (
+    LABEL_METRICS,
+    SCORE_METRICS,
+    bootstrap_interval,
+    percentile,
+    score_metric,
+)
 from checker.problem import problem_fields
 from checker.registry import Problems, check
 from checker.store import DELETED, open_store, read_registry
@@ -412,10 +418,12 @@ def recompute_canary(
     if metric_name == "recall_at_budget" and canary.get("budget") != budget:
         yield f"{CANARY}: budget: expected {budget} ({PROBLEM} success.budget), found {canary.get('budget')}"
         return None
-    if metric_name not in SCORE_METRICS or (metric_name == "recall_at_budget" and budget is None):
+    if metric_name not in SCORE_METRICS + LABEL_METRICS or (
+        metric_name not in ("roc_auc", "pr_auc") and budget is None
+    ):
         yield (
-            f"{CANARY}: metric: expected a metric of scores ({', '.join(SCORE_METRICS)}) to judge "
-            f"the arms on, found {metric_name} ({PROBLEM} success.metric)"
+            f"{CANARY}: metric: expected a success metric ({', '.join(SCORE_METRICS + LABEL_METRICS)}) "
+            f"with its budget to judge the arms on, found {metric_name} ({PROBLEM} success.metric)"
         )
         return None
     metric = score_metric(metric_name, budget)
@@ -571,7 +579,7 @@ def _alias_problems(
     deployed: dict[str, str],
     verdict: str | None,
 ) -> Problems:
-    """The aliases follow the canary's verdict (contract 3): promote moves `champion` to the
+    """The aliases follow the canary's verdict: promote moves `champion` to the
     challenger's version and deletes `challenger`; rollback deletes `challenger`; hold leaves
     both. A later iteration (stage 07) may have moved `champion` on to a version registered
     after the deployment, retired a version and taken its aliases off."""
@@ -779,7 +787,7 @@ EVALUATION_STAGE = "04-evaluation.ipynb"
 
 
 def _gate_problems(ws: Workspace) -> Problems:
-    """Stage 05 deploys only what stage 04's gate let through (contract 1)."""
+    """Stage 05 deploys only what stage 04's gate let through."""
     try:
         report = ws.read_json(REPORT)
     except Invalid as exc:
@@ -794,10 +802,13 @@ def _gate_problems(ws: Workspace) -> Problems:
             f"{EVALUATION_STAGE}"
         )
     elif verdict == "hold":
+        reasons = gate.get("reasons") if isinstance(gate, dict) else None
+        why = "; ".join(str(r) for r in reasons) if isinstance(reasons, list) and reasons else ""
         yield (
-            f"{REPORT}: gate.verdict: expected canary for a deployment, found hold: stage 04's "
-            f"gate held the candidate back, so stage 05 must not deploy it; revisit "
-            f"{EVALUATION_STAGE}"
+            f"{REPORT}: gate.verdict: expected canary for a deployment, found hold"
+            f"{f' ({why})' if why else ''}: stage 04's gate held the candidate back, so stage 05 "
+            f"must not deploy it; revisit {EVALUATION_STAGE}, or the success target of "
+            f"01-problem-definition.ipynb when the model cannot reach it"
         )
 
 

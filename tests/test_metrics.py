@@ -363,8 +363,13 @@ def test_score_metric_names_the_success_metrics_that_score_a_ranking() -> None:
     assert math.isclose(metrics.score_metric("pr_auc")(y, s), skm.average_precision_score(y, s))
     with pytest.raises(ValueError, match="needs a budget in"):
         metrics.score_metric("recall_at_budget")
-    with pytest.raises(ValueError, match="expected a score metric"):
+    with pytest.raises(ValueError, match="needs a budget in"):
         metrics.score_metric("f1")
+    with pytest.raises(ValueError, match="expected a success metric"):
+        metrics.score_metric("log_loss")
+    flagged = (s >= np.quantile(s, 0.7)).astype(int)  # the budget's share with the highest scores
+    f1 = metrics.score_metric("f1", 0.3)
+    assert math.isclose(f1(y, s), skm.f1_score(y, flagged))
 
 
 # --- concept drift: the relation between a feature and the outcome -----------------------------

@@ -625,6 +625,22 @@ def test_a_reload_log_without_the_new_champion_fails(ws):
     )
 
 
+def test_a_model_that_fails_on_the_reloaded_server_fails(ws):
+    lines = (ws / RELOAD).read_text(encoding="utf-8").splitlines()
+    broken = json.loads(lines[0]) | {
+        "model_version": "3",
+        "alias": "champion",
+        "fallback": True,
+        "fallback_reason": "challenger v2 raised KeyError: 'score_mean_60_z'",
+    }
+    (ws / RELOAD).write_text("\n".join([json.dumps(broken), *lines[1:]]) + "\n", encoding="utf-8")
+    one(
+        ws,
+        "iteration/serving/requests.jsonl: line 1: fallback_reason: expected every model of the "
+        "reloaded server to answer, found \"challenger v2 raised KeyError: 'score_mean_60_z'\"",
+    )
+
+
 def test_a_broken_reload_log_line_fails(ws):
     with (ws / RELOAD).open("a", encoding="utf-8") as handle:
         handle.write("{not json\n")
