@@ -29,6 +29,7 @@ from tests.helpers.retirement import (
     write_sums,
 )
 from tests.helpers.untrusted import deadline, failed
+from tests.helpers.untrusted import fails_with as check_fails_with
 
 RETIRED = {"promoted": 1, "held": 3}
 TODAY = dt.date.today().isoformat()
@@ -58,12 +59,9 @@ def messages(ws: Path) -> list[str]:
     return result.messages
 
 
-def one(ws: Path, *needles: str) -> str:
-    """The check fails, and one message contains every needle."""
-    found = failed("retired", ws).messages
-    hits = [m for m in found if all(n in m for n in needles)]
-    assert hits, f"no message with {needles}: {found}"
-    return hits[0]
+def one(ws: Path, *fragments: str) -> str:
+    """The check fails, and one message holds every fragment."""
+    return check_fails_with("retired", ws, *fragments)
 
 
 ARCHIVE = Path("archive") / f"{MODEL}-v1"
