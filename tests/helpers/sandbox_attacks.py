@@ -22,6 +22,15 @@ def attempt(name, action):
     except BaseException as exc:
         seen[name] = f"blocked: {{exc.__class__.__name__}}: {{exc}}"[:300]
     Path(WORKSPACE, "attempts.json").write_text(json.dumps(seen))
+def processes():  # every process this kernel can see, by command line; one that exits is skipped
+    found = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            line = Path(f"/proc/{{pid}}/cmdline").read_bytes()
+        except OSError:
+            continue
+        found.append(line.decode(errors="replace").replace("\\0", " ")[:80])
+    return found
 """
 
 ATTACKS = {
@@ -37,10 +46,7 @@ ATTACKS = {
     ),
     "write $HOME": 'Path(TARGETS["home"], TARGETS["marker"]).write_text("mine")',
     "write /tmp": 'Path("/tmp", TARGETS["marker"]).write_text("mine")',
-    "list processes": (
-        '[Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace").replace("\\0", " ")[:80] '
-        'for p in os.listdir("/proc") if p.isdigit()]'
-    ),
+    "list processes": "processes()",
     "read the answer key of exercise 10": 'Path(TARGETS["answer_key"]).read_text()[:40]',
     "list solutions/": 'os.listdir(TARGETS["solutions"])',
     "list the course's tests/": 'os.listdir(TARGETS["tests"])',
