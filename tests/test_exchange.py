@@ -6,7 +6,6 @@ test writes to the real ~/.local/share/jupyter/nbgrader_cache).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,28 +15,17 @@ import pytest
 
 from checker.chain import ROOT, SOLUTIONS
 from checker.exchange import RELEASE_IGNORE, exchange_root
+from tests.helpers.processes import person
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 
 
-def isolated_env(home: Path) -> dict[str, str]:
-    """The environment of a person on this machine whose home is `home`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "NBGRADER"))}
-    return env | {
-        "HOME": str(home),
-        "JUPYTER_DATA_DIR": str(home / ".local" / "share" / "jupyter"),
-        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
-        "JUPYTER_RUNTIME_DIR": str(home / ".local" / "share" / "jupyter" / "runtime"),
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-    }
-
-
 def nbgrader(cwd: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [str(BIN / "nbgrader"), *args, "--log-level=INFO"],
-        cwd=cwd, env=isolated_env(home), capture_output=True, text=True, timeout=300,
+        cwd=cwd, env=person(home), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, f"{args}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
     return result

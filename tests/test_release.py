@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.processes import person
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,7 @@ def generate(course: Path) -> subprocess.CompletedProcess:
     """Run nbgrader in a copy of the course (it writes gradebook.db at the course root)."""
     shutil.copy(ROOT / "nbgrader_config.py", course)
     shutil.copytree(ROOT / "solutions", course / "solutions")
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = person(course / "home")  # nbgrader writes ~/.jupyter: keep it in the test's folder
     return subprocess.run(
         [
             str(Path(sys.executable).parent / "nbgrader"),
